@@ -1,0 +1,532 @@
+"""Finding image/mask pairs in a dataset folder without flags.
+
+The pairing is a set of general rules, not per-dataset special cases (docs/data.md lists them):
+
+1. **Folder roles.** Every folder name is split into words (``ISIC2018_Task1_Training_GroundTruth`` →
+   isic2018, task1, training, ground, truth). The innermost folder with a role word gives a file its role:
+   second observer (``2nd``, ``manual2``, ``vk``, ...; ignored), field of view (``fov``, ``roi``), mask
+   (``masks``, ``labels``, ``gt``, ``ground truth``, ``1st_manual``, ``segmentation``, ...), image
+   (``images``, ``img``, ``original``, ``input``, ...). A generic ``mask`` folder next to a folder with
+   a stronger annotation word (``1st_manual``, ``manual1``, ``gt``) holds field-of-view masks (DRIVE and
+   HRF as distributed). Folders without a role word are *mixed*: the file-name suffix decides.
+2. **Suffixes.** A mask's stem minus a mask suffix (``_mask``, ``_lesion``, ``_segmentation``,
+   ``_1stHO``, ``_manual1``, ``.ah``, ``_gt``, ``_label``, ... optionally numbered: ``_mask_1``), or
+   minus a mask prefix (``mask_``, ``gt_``, ``label_``, ``seg_``), is its key; several masks with one
+   key are united. A field-of-view stem minus ``_mask``/``_fov``/``_roi`` is its key. Second-observer
+   suffixes (``_2ndHO``, ``_manual2``, ``.vk``) and auxiliary files (``_superpixels``, ``_thumbnail``,
+   ``_overlay``, ``_preview``) are ignored.
+3. **Matching.** Within a group (same split folder, same folders once role folders are removed; e.g.
+   ``benign/`` class folders or ``case_001/`` case folders) a mask key matches the image with the same
+   stem; failing that, the image stem minus an image word (``_training``, ``_test``, ``_image``,
+   ``_orig``, ..., or a prefix ``img_``, ``image_``) — DRIVE's ``21_training`` ↔ ``21_manual1``;
+   failing that, the same stems with numbers' leading zeros dropped. Matching is case-insensitive.
+   Files left over are matched across groups of the same split once more. Unmatched or ambiguous images
+   and masks raise :class:`DataError` listing the files; field-of-view files that match no image, and
+   split folders whose images have no mask at all (a test set distributed without annotations), are
+   only reported (``DatasetIndex.ignored``).
+4. **Splits.** Folder words ``train``/``training``, ``val``/``validation``, ``test``/``testing`` (or, when
+   every image stem carries one, such a word in the file names, as DRIVE's ``21_training``) give the
+   dataset's published split, stored as ``DatasetIndex.known_split``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from s2mnet.data.io import LOSSY_EXTENSIONS, file_stem, image_extension, is_image_file, read_raw
+from s2mnet.errors import DataError
+
+SECOND_OBSERVER_WORDS = frozenset({"2nd", "second", "manual2", "2ndho", "vk", "observer2", "2ndmanual"})
+FOV_WORDS = frozenset({"fov", "roi", "fieldofview"})
+STRONG_MASK_WORDS = frozenset(
+    {
+        "manual",
+        "manual1",
+        "1st",
+        "1stho",
+        "gt",
+        "groundtruth",
+        "truth",
+        "annotation",
+        "annotations",
+        "label",
+        "labels",
+        "segmentation",
+        "segmentations",
+        "seg",
+        "target",
+        "targets",
+        "lesion",
+        "lesions",
+        "ah",
+    }
+)
+WEAK_MASK_WORDS = frozenset({"mask", "masks"})
+IMAGE_WORDS = frozenset(
+    {"image", "images", "img", "imgs", "original", "originals", "input", "inputs", "raw", "frames", "photos"}
+)
+SPLIT_WORDS = {
+    "train": frozenset({"train", "training", "trainset"}),
+    "val": frozenset({"val", "valid", "validation", "dev"}),
+    "test": frozenset({"test", "testing", "testset"}),
+}
+
+_SEP = r"[_\-. ]"
+_INDEX = r"(?:[_\- ]?\(?\d{1,2}\)?)?"
+_SECOND_SUFFIX = re.compile(rf"{_SEP}(?:manual2|2ndho|2nd[_\- ]?manual|vk|gt2|2nd)$", re.IGNORECASE)
+_AUXILIARY_SUFFIX = re.compile(rf"{_SEP}(?:superpixels?|thumb|thumbnail|overlay|preview)$", re.IGNORECASE)
+_MASK_SUFFIX = re.compile(
+    rf"(?:^|{_SEP})(?:masks?|lesion|segmentation|seg|1stho|manual1|manual|gt|ground[_\- ]?truth|labels?|"
+    rf"annotations?|anno|ah){_INDEX}$",
+    re.IGNORECASE,
+)
+_FOV_SUFFIX = re.compile(rf"(?:^|{_SEP})(?:fov[_\- ]?mask|fov|roi|mask){_INDEX}$", re.IGNORECASE)
+_IMAGE_SUFFIX = re.compile(
+    rf"(?:^|{_SEP})(?:image|img|orig|original|input|raw|training|train|testing|test|validation|val)$",
+    re.IGNORECASE,
+)
+# Prefix forms of the same words: mask_001.png, gt_001.png ↔ img_001.png, 001.png.
+_MASK_PREFIX = re.compile(r"^(?:masks?|gt|labels?|seg|segmentation|annotations?|anno)[_\-. ]", re.IGNORECASE)
+_IMAGE_PREFIX = re.compile(r"^(?:images?|img|orig|original|input|raw)[_\-. ]", re.IGNORECASE)
+_MAX_LISTED = 8
+_MAX_DEPTH = 6
+
+
+@dataclass(frozen=True)
+class Case:
+    """One training example: an image, the mask file(s) united into its target, an optional FOV mask."""
+
+    case_id: str
+    image: Path
+    masks: tuple[Path, ...]
+    fov: Path | None = None
+
+
+@dataclass
+class DatasetIndex:
+    """The result of :func:`discover`.
+
+    Attributes:
+        root: the dataset folder.
+        cases: the pairs, sorted by ``case_id``.
+        layout: short description, e.g. ``"images-masks"``, ``"images-masks-fov"``, ``"mixed"``,
+            ``"case-folders"``.
+        num_classes: 1 for binary masks, K for integer class maps 0..K-1 (inferred from a sample of
+            masks; :func:`s2mnet.data.fingerprint` checks every mask).
+        known_split: the published split found in folder or file names, or ``None``.
+        ignored: files deliberately left out (second-observer annotations, auxiliary files such as
+            ``_superpixels``, field-of-view files that match no image).
+        notes: one line per inference made (printed by ``s2m analyze``).
+    """
+
+    root: Path
+    cases: list[Case]
+    layout: str
+    num_classes: int = 1
+    known_split: dict | None = None
+    ignored: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def case(self, case_id: str) -> Case:
+        """Return the case with this id (DataError when unknown)."""
+        for case in self.cases:
+            if case.case_id == case_id:
+                return case
+        raise DataError(f"{self.root}: no case {case_id!r} in this dataset")
+
+
+@dataclass
+class _File:
+    path: Path
+    role: str  # "image" | "mask" | "fov" | "ignored" (second observer, auxiliary)
+    key: str
+    split: str | None
+    context: tuple[str, ...]
+    role_folder: str | None
+    prefixless_key: str = ""  # masks: the key without a mask prefix (mask_001 → 001), tried second
+
+
+def _words(name: str) -> list[str]:
+    """Split a folder name into lower-case words (camelCase and separators), plus joined pairs."""
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name)
+    words = [w.lower() for w in re.split(r"[^0-9A-Za-z]+", spaced) if w]
+    joined = ["".join(words[i : i + 2]) for i in range(len(words) - 1)]
+    return words + joined
+
+
+def _folder_role(name: str) -> tuple[str | None, bool]:
+    """Role of a folder from its words and whether the mask role is a strong one."""
+    words = _words(name)
+    if any(w in SECOND_OBSERVER_WORDS for w in words):
+        return "ignored", False
+    if any(w in FOV_WORDS for w in words):
+        return "fov", False
+    last_role: tuple[str | None, bool] = (None, False)
+    for word in words:  # the last role word wins ("Segmentation_Images" holds images)
+        if word in STRONG_MASK_WORDS:
+            last_role = ("mask", True)
+        elif word in WEAK_MASK_WORDS:
+            last_role = ("mask", last_role == ("mask", True))
+        elif word in IMAGE_WORDS:
+            last_role = ("image", False)
+    return last_role
+
+
+def _split_of(name: str) -> str | None:
+    words = set(_words(name))
+    for split, split_words in SPLIT_WORDS.items():
+        if words & split_words:
+            return split
+    return None
+
+
+def _walk_images(root: Path) -> list[Path]:
+    files = []
+    for folder, dirs, names in os.walk(root):
+        depth = len(Path(folder).relative_to(root).parts)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and depth < _MAX_DEPTH)
+        files.extend(Path(folder) / n for n in sorted(names) if is_image_file(n))
+    return files
+
+
+def _classify(
+    root: Path, path: Path, fov_folders: set[Path], role_folders: set[Path], stems: set[tuple[Path, str]]
+) -> _File:
+    def stem_exists(folder: Path, prefixed: str) -> bool:
+        """A prefixed name marks a mask in a mixed folder only next to its unprefixed image."""
+        return (folder, _MASK_PREFIX.sub("", prefixed).casefold()) in stems
+
+    parts = path.relative_to(root).parts[:-1]
+    role, role_index = None, None
+    for index in range(len(parts) - 1, -1, -1):
+        if root.joinpath(*parts[: index + 1]) in role_folders:
+            role, role_index = _folder_role(parts[index])[0], index
+            break
+    if role == "mask" and root.joinpath(*parts[: role_index + 1]) in fov_folders:
+        role = "fov"
+    split = next((s for s in map(_split_of, parts) if s), None)
+    context = tuple(p for i, p in enumerate(parts) if i != role_index and _split_of(p) is None)
+    stem = file_stem(path)
+    if role is None:  # mixed folder: the file-name suffix decides
+        if _SECOND_SUFFIX.search(stem) or _AUXILIARY_SUFFIX.search(stem):
+            role = "ignored"
+        elif _MASK_SUFFIX.search(stem) or (_MASK_PREFIX.search(stem) and stem_exists(path.parent, stem)):
+            role = "mask"
+        else:
+            role = "image"
+    if (role == "mask" and _SECOND_SUFFIX.search(stem)) or _AUXILIARY_SUFFIX.search(stem):
+        role = "ignored"
+    if role == "mask":
+        key = _MASK_SUFFIX.sub("", stem)
+    elif role == "fov":
+        key = _FOV_SUFFIX.sub("", stem)
+    else:
+        key = stem
+    role_folder = parts[role_index] if role_index is not None else None
+    return _File(path, role, key, split, context, role_folder, _MASK_PREFIX.sub("", key))
+
+
+def _role_folders(root: Path, files: list[Path]) -> tuple[set[Path], set[Path]]:
+    """Folders whose name gives their files a role, and the generic ``mask`` folders holding FOV masks.
+
+    A role word counts only when a sibling folder has another role (``images/`` next to ``masks/``), so
+    a dataset folder such as ``Dataset_BUSI_with_GT/`` is not mistaken for a mask folder; second-observer
+    folders always count. A generic ``mask`` folder next to a strong annotation folder (``1st_manual``,
+    ``manual1``, ``gt``) holds field-of-view masks (DRIVE and HRF as distributed).
+    """
+    folders = {f.parent for f in files}
+    for folder in list(folders):
+        folders.update(p for p in folder.parents if root in p.parents)
+    folders = {f for f in folders if f != root and root in f.parents}
+    by_parent: dict[Path, list[Path]] = defaultdict(list)
+    for folder in folders:
+        by_parent[folder.parent].append(folder)
+    roles, fov = set(), set()
+    for folder in folders:
+        role, strong = _folder_role(folder.name)
+        if role is None:
+            continue
+        sibling_roles = [_folder_role(s.name) for s in by_parent[folder.parent] if s != folder]
+        if role == "ignored" or any(r[0] not in (None, role) for r in sibling_roles):
+            roles.add(folder)
+        if role == "mask" and not strong and ("mask", True) in sibling_roles:
+            fov.add(folder)
+            roles.add(folder)
+    # A folder name that holds FOV masks in one split holds them in every split (a test/ folder
+    # distributed without its annotations keeps test/images + test/mask).
+    fov_names = {folder.name.casefold() for folder in fov}
+    for folder in roles:
+        if folder.name.casefold() in fov_names:
+            fov.add(folder)
+    return roles, fov
+
+
+def _normalise_numbers(key: str) -> str:
+    return re.sub(r"\d+", lambda m: str(int(m.group())), key)
+
+
+def _image_keys(key: str) -> list[str]:
+    """Keys an image can be matched by, strongest first (rule 3 of the module docstring)."""
+    key = key.casefold()
+    stripped = _IMAGE_PREFIX.sub("", _IMAGE_SUFFIX.sub("", key))
+    return [key, stripped, _normalise_numbers(key), _normalise_numbers(stripped)]
+
+
+def _listing(paths: list[Path], root: Path) -> str:
+    names = [str(p.relative_to(root)) if root in p.parents else str(p) for p in paths]
+    shown = ", ".join(names[:_MAX_LISTED])
+    return shown + (f", … ({len(names) - _MAX_LISTED} more)" if len(names) > _MAX_LISTED else "")
+
+
+def _match(
+    images: list[_File], annotations: list[_File], root: Path
+) -> tuple[dict[int, list[_File]], list[_File]]:
+    """Assign annotation files (masks or FOVs) to images; return {image index: files} and leftovers."""
+    assigned: dict[int, list[_File]] = defaultdict(list)
+    leftovers = []
+    levels: list[dict[str, set[int]]] = [defaultdict(set) for _ in range(4)]
+    for index, image in enumerate(images):
+        for level, key in enumerate(_image_keys(image.key)):
+            levels[level][key].add(index)
+    for annotation in annotations:
+        candidates: set[int] = set()
+        for key in dict.fromkeys((annotation.key.casefold(), annotation.prefixless_key.casefold())):
+            for level, lookup in enumerate(levels):
+                candidates = lookup.get(key if level < 2 else _normalise_numbers(key), set())
+                if candidates:
+                    break
+            if candidates:
+                break
+        if len(candidates) > 1:
+            clashing = [images[i].path for i in sorted(candidates)]
+            raise DataError(
+                f"{annotation.path}: ambiguous pairing, it matches {len(clashing)} images: "
+                f"{_listing(clashing, root)}"
+            )
+        if candidates:
+            assigned[candidates.pop()].append(annotation)
+        else:
+            leftovers.append(annotation)
+    return assigned, leftovers
+
+
+def _check_unique_images(images: list[_File], root: Path) -> None:
+    seen: dict[tuple, list[Path]] = defaultdict(list)
+    for image in images:
+        seen[(image.split, image.context, image.key.casefold())].append(image.path)
+    for paths in seen.values():
+        if len(paths) > 1:
+            raise DataError(f"{root}: ambiguous images with one name: {_listing(paths, root)}")
+
+
+def _pair(
+    root: Path, images: list[_File], masks: list[_File], fovs: list[_File]
+) -> tuple[list[tuple], list[Path], list[Path]]:
+    """Pair within groups, then leftovers across groups of one split.
+
+    Returns:
+        ``[(image, mask paths, fov path)]``, the field-of-view files that match no image, and the files
+        of unlabelled split folders (a split whose images have no mask at all, e.g. a test set
+        distributed without annotations), which are skipped.
+    """
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for index, image in enumerate(images):
+        groups[(image.split, image.context)].append(index)
+    unmatched_fovs: list[Path] = []
+    mask_of: dict[int, list[_File]] = defaultdict(list)
+    fov_of: dict[int, list[_File]] = defaultdict(list)
+    for kind, files, target in (("mask", masks, mask_of), ("fov", fovs, fov_of)):
+        by_group: dict[tuple, list[_File]] = defaultdict(list)
+        for f in files:
+            by_group[(f.split, f.context)].append(f)
+        leftovers = []
+        for group, group_files in by_group.items():
+            members = groups.get(group, [])
+            assigned, rest = _match([images[i] for i in members], group_files, root)
+            for local, found in assigned.items():
+                target[members[local]].extend(found)
+            leftovers.extend(rest)
+        if leftovers:  # second pass: across groups of the same split, only images still lacking one
+            for split in sorted({f.split for f in leftovers}, key=str):
+                members = [i for i, im in enumerate(images) if im.split == split and i not in target]
+                pending = [f for f in leftovers if f.split == split]
+                assigned, rest = _match([images[i] for i in members], pending, root)
+                for local, found in assigned.items():
+                    target[members[local]].extend(found)
+                if rest and kind == "fov":  # auxiliary files: reported, not fatal
+                    unmatched_fovs.extend(f.path for f in rest)
+                elif rest:
+                    raise DataError(
+                        f"{root}: {len(rest)} masks match no image: {_listing([f.path for f in rest], root)}"
+                    )
+    labelled_splits = {images[i].split for i in mask_of}
+    unlabelled = [
+        i for i, im in enumerate(images) if im.split is not None and im.split not in labelled_splits
+    ]
+    unmatched = [images[i].path for i in range(len(images)) if i not in mask_of and i not in unlabelled]
+    if unmatched:
+        raise DataError(f"{root}: {len(unmatched)} images have no mask: {_listing(unmatched, root)}")
+    for index, found in fov_of.items():
+        if len(found) > 1:
+            raise DataError(
+                f"{images[index].path}: several field-of-view masks: "
+                f"{_listing([f.path for f in found], root)}"
+            )
+    pairs = [
+        (images[i], sorted(f.path for f in mask_of[i]), fov_of[i][0].path if fov_of.get(i) else None)
+        for i in range(len(images))
+        if i in mask_of
+    ]
+    skipped = [images[i].path for i in unlabelled] + [f.path for i in unlabelled for f in fov_of.get(i, [])]
+    return pairs, unmatched_fovs, skipped
+
+
+def _case_ids(pairs: list[tuple]) -> list[str]:
+    """Image stems; folder-qualified where stems repeat (case folders, split folders)."""
+
+    def qualified(image: _File) -> str:
+        parts = [*image.context] + (
+            [file_stem(image.path)] if _IMAGE_SUFFIX.sub("", image.key).strip(" _-.") else []
+        )
+        return "/".join(parts) or file_stem(image.path)
+
+    stems = [file_stem(p[0].path) for p in pairs]
+    repeated = {stem for stem, count in Counter(stems).items() if count > 1}
+    ids = [qualified(p[0]) if file_stem(p[0].path) in repeated else file_stem(p[0].path) for p in pairs]
+    if len(set(ids)) < len(ids):
+        ids = [f"{p[0].split}/{i}" if p[0].split else i for p, i in zip(pairs, ids, strict=True)]
+    return ids
+
+
+def _known_split(pairs: list[tuple], ids: list[str]) -> tuple[dict | None, str | None]:
+    splits = [p[0].split for p in pairs]
+    source = "folder names"
+    if not all(splits):
+        stem_splits = [_stem_split(file_stem(p[0].path)) for p in pairs]
+        if not all(stem_splits):
+            return None, None
+        splits, source = stem_splits, "file names"
+    if len(set(splits)) < 2:
+        return None, None
+    split = {name: sorted(i for i, s in zip(ids, splits, strict=True) if s == name) for name in SPLIT_WORDS}
+    return {**split, "source": source}, source
+
+
+def _stem_split(stem: str) -> str | None:
+    words = [w.lower() for w in re.split(r"[^0-9A-Za-z]+", stem) if w]
+    for split, split_words in SPLIT_WORDS.items():
+        if any(w in split_words for w in words):
+            return split
+    return None
+
+
+def infer_num_classes(cases: list[Case], sample: int | None = 12) -> int:
+    """1 for binary masks; K when the (sampled) masks are integer class maps with values 0..K-1, K ≥ 3.
+
+    A mask counts as a class map when it is grey, lossless, and its largest value is < 64.
+    """
+    if not cases:
+        return 1
+    chosen = (
+        cases if sample is None else [cases[i] for i in np.linspace(0, len(cases) - 1, sample).astype(int)]
+    )
+    largest = 0
+    for case in dict.fromkeys(chosen):
+        path = case.masks[0]
+        if image_extension(path) in LOSSY_EXTENSIONS:
+            return 1
+        array = read_raw(path, palette_indices=True)
+        if array.dtype == bool:
+            return 1
+        if array.ndim == 3:
+            if not np.all(array[..., :3] == array[..., :1]):
+                return 1
+            array = array[..., 0]
+        top = int(array.max())
+        if top >= 64:
+            return 1
+        largest = max(largest, top)
+    return largest + 1 if largest >= 2 else 1
+
+
+def discover(root: str | os.PathLike) -> DatasetIndex:
+    """Find the image/mask pairs (and field-of-view masks) under ``root`` by the rules above.
+
+    Raises:
+        DataError: missing or empty folder, no masks, unmatched or ambiguous files (listed).
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder not found")
+    paths = _walk_images(root)
+    if not paths:
+        raise DataError(f"{root}: no image files found (supported: PNG, JPEG, TIFF, BMP, GIF, PPM)")
+    role_folders, fov_folders = _role_folders(root, paths)
+    stems = {(p.parent, file_stem(p).casefold()) for p in paths}
+    files = [_classify(root, p, fov_folders, role_folders, stems) for p in paths]
+    images = [f for f in files if f.role == "image"]
+    masks = [f for f in files if f.role == "mask"]
+    fovs = [f for f in files if f.role == "fov"]
+    ignored = [f.path for f in files if f.role == "ignored"]
+    if not images:
+        raise DataError(f"{root}: no images found, only masks: {_listing([f.path for f in masks], root)}")
+    if not masks:
+        raise DataError(
+            f"{root}: no masks found; put images in images/ and masks in masks/, "
+            "or name masks <image>_mask.png"
+        )
+    _check_unique_images(images, root)
+    pairs, unmatched_fovs, unlabelled = _pair(root, images, masks, fovs)
+    ids = _case_ids(pairs)
+    cases = sorted(
+        (
+            Case(case_id, image.path, tuple(mask_paths), fov)
+            for (image, mask_paths, fov), case_id in zip(pairs, ids, strict=True)
+        ),
+        key=lambda c: _natural_key(c.case_id),
+    )
+    known_split, split_source = _known_split(pairs, ids)
+    layout = _layout_name(images, fovs)
+    notes = [f"{len(cases)} cases, layout {layout}"]
+    multi_mask = sum(len(c.masks) > 1 for c in cases)
+    if multi_mask:
+        notes.append(f"{multi_mask} cases have several mask files (united)")
+    if fovs:
+        notes.append(f"field-of-view masks for {sum(c.fov is not None for c in cases)} cases")
+    if ignored:
+        notes.append(f"{len(ignored)} second-observer or auxiliary files ignored")
+    if unlabelled:
+        splits = sorted({f.split for f in images if f.path in set(unlabelled)}, key=str)
+        notes.append(f"{len(unlabelled)} files of unlabelled split(s) {', '.join(splits)} skipped (no masks)")
+        ignored.extend(unlabelled)
+    if unmatched_fovs:
+        notes.append(f"{len(unmatched_fovs)} field-of-view files match no image (ignored)")
+        ignored.extend(unmatched_fovs)
+    if known_split:
+        counts = ", ".join(f"{k} {len(v)}" for k, v in known_split.items() if k in SPLIT_WORDS)
+        notes.append(f"published split from {split_source}: {counts}")
+    num_classes = infer_num_classes(cases)
+    if num_classes > 1:
+        notes.append(f"masks are integer class maps: {num_classes} classes")
+    return DatasetIndex(root, cases, layout, num_classes, known_split, ignored, notes)
+
+
+def _layout_name(images: list[_File], fovs: list[_File]) -> str:
+    if all(not im.key.strip(" _-.") or _IMAGE_SUFFIX.fullmatch(im.key) for im in images):
+        return "case-folders"
+    if any(im.role_folder is None for im in images):
+        return "mixed"
+    return "images-masks-fov" if fovs else "images-masks"
+
+
+def _natural_key(text: str) -> list:
+    return [int(t) if t.isdigit() else t.casefold() for t in re.split(r"(\d+)", text)]

@@ -1,0 +1,297 @@
+"""``s2m evaluate``: a trained run on its held-out split (or on another dataset), per image.
+
+For every case: read the image, preprocess it as in training (``s2mnet.data.preprocess``), predict the
+probabilities at the image's original size (:func:`~s2mnet.engine.inference.predict_probs`, optional
+8-way TTA), threshold at 0.5 (argmax for multi-class), and compute
+:func:`~s2mnet.engine.metrics.case_metrics` against the ground truth, inside the field of view when the
+plan uses one (fundus). Outputs, all written atomically into ``out_dir`` (default
+``RUN/eval_<split>``, ``RUN/eval_<split>_tta`` with TTA):
+
+* ``metrics.json``: top-level ``dice`` = mean per-image Dice, ``dice_std``, the other metrics (mean and
+  ``_std``), ``per_class``, ``n_cases``, ``split``, ``tta``, ``fov``, ``empty_policy``, and ``cases``
+  (every case's metrics, for paired comparisons between runs);
+* ``cases.csv``: one row per case;
+* ``overlays/``: PNGs of the best and the worst cases by Dice; ``report.md``: summary and pictures.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from s2mnet.engine.checkpoint import load_model
+from s2mnet.engine.inference import predict_probs, probs_to_mask
+from s2mnet.engine.metrics import EMPTY_POLICY, case_metrics, summarize
+from s2mnet.engine.report import save_overlay, write_report
+from s2mnet.errors import DataError, RunError, S2MError
+from s2mnet.io_utils import atomic_write_json, atomic_write_text
+
+THRESHOLD = 0.5
+SPLITS = ("test", "val", "train", "all")
+_CASE_FIELDS = ("case_id", "truth_pixels", "pred_pixels")
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    split: str = "test",
+    tta: bool = False,
+    json_path: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    overlays: int = 4,
+    device: str | torch.device | None = None,
+    which: str = "best",
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Evaluate a run folder and write its metrics, per-case CSV, overlays and report.
+
+    Args:
+        run_dir: a folder written by ``s2m train``.
+        data_dir: the dataset; ``None`` → the run's own (``run.json["data"]``). A different dataset is
+            evaluated on all its cases (its ids are not in the run's splits).
+        split: ``"test"`` (default), ``"val"``, ``"train"`` or ``"all"``, from the run's ``splits.json``.
+        tta: 8-way dihedral test-time augmentation.
+        json_path: also write ``metrics.json`` there (``s2m evaluate --json FILE``).
+        out_dir: where to write the outputs; ``None`` → ``RUN/eval_<split>[_tta]``.
+        overlays: how many overlay pictures: the best ``ceil(n/2)`` and the worst ``floor(n/2)`` cases.
+        device: ``None`` → CUDA when available, else CPU.
+        which: ``"best"`` or ``"last"`` checkpoint.
+        progress: show a progress bar; ``None`` → when standard error is a terminal.
+
+    Returns:
+        The metrics dict written to ``metrics.json``.
+
+    Raises:
+        RunError: missing or incomplete run folder. DataError: missing dataset, unreadable files, case
+            ids of the split absent from the dataset. S2MError: unknown or empty split.
+    """
+    from s2mnet.data import discover, read_fov, read_image, read_mask
+
+    if split not in SPLITS:
+        raise S2MError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    run_dir = Path(run_dir)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, config = load_model(run_dir, which=which, device=device)
+    plan = run_plan(run_dir, config)
+    num_classes = int(plan.get("num_classes", config.get("num_classes", 1)))
+    tubular = bool(plan.get("tubular", plan.get("mode") == "patch"))
+
+    run_data = config.get("data")
+    if data_dir is None and run_data is None:
+        raise RunError(f"{run_dir / 'run.json'}: no 'data' entry; pass the dataset folder with --data")
+    data_path = Path(data_dir if data_dir is not None else run_data)
+    if not data_path.is_dir():
+        raise DataError(f"{data_path}: dataset folder not found")
+    index = discover(data_path)
+    own_data = run_data is not None and Path(run_data).resolve() == data_path.resolve()
+    if own_data and split != "all":
+        cases = _split_cases(index, split, run_dir)
+    else:
+        split = "all"
+        cases = list(index.cases)
+    if not cases:
+        raise DataError(f"{data_path}: no cases to evaluate")
+
+    out = Path(out_dir) if out_dir is not None else run_dir / f"eval_{split}{'_tta' if tta else ''}"
+    rows: list[dict] = []
+    kept: dict[str, np.ndarray] = {}  # predicted masks of the current best / worst cases, for overlays
+    used_fov = False
+    iterator = cases
+    if progress or (progress is None and sys.stderr.isatty()):
+        from tqdm import tqdm
+
+        iterator = tqdm(cases, desc="evaluate", unit="image")
+    for case in iterator:
+        image = read_image(case.image)
+        truth = read_mask(case.masks, multiclass=num_classes > 1)
+        if truth.shape != image.shape[:2]:
+            raise DataError(
+                f"{case.masks[0]}: mask size {truth.shape[1]}x{truth.shape[0]} differs from the image "
+                f"{case.image.name} ({image.shape[1]}x{image.shape[0]})"
+            )
+        fov = read_fov(case.fov) if plan.get("use_fov") and case.fov is not None else None
+        used_fov = used_fov or fov is not None
+        pred = predict_mask(model, image, plan, tta=tta, device=device)
+        if fov is not None:
+            pred = np.where(fov, pred, 0).astype(np.uint8)
+        metrics = case_metrics(pred, truth, num_classes=num_classes, fov=fov, tubular=tubular)
+        rows.append(
+            {
+                "case_id": case.case_id,
+                **metrics,
+                "truth_pixels": int((truth > 0).sum()),
+                "pred_pixels": int((pred > 0).sum()),
+            }
+        )
+        kept[case.case_id] = pred
+        _keep_extremes(kept, rows, overlays)
+
+    metric_rows = [{k: v for k, v in row.items() if k not in _CASE_FIELDS} for row in rows]
+    summary = summarize(metric_rows)
+    overall = {k: v for k, v in summary.items() if k != "per_class"}
+    result: dict[str, Any] = {
+        **overall,  # "dice" (mean per-image Dice) first, then "dice_std", "iou", ...
+        "per_class": summary.get("per_class", {"1": overall}),
+        "n_cases": len(rows),
+        "n_empty_truth": sum(row["truth_pixels"] == 0 for row in rows),
+        "n_empty_pred": sum(row["pred_pixels"] == 0 for row in rows),
+        "split": split,
+        "tta": tta,
+        "fov": used_fov,
+        "tubular": tubular,
+        "threshold": THRESHOLD,
+        "num_classes": num_classes,
+        "empty_policy": EMPTY_POLICY,
+        "run": str(run_dir),
+        "data": str(data_path),
+        "checkpoint": which,
+    }
+    if isinstance(config.get("classes"), list):
+        result["class_names"] = {str(i): name for i, name in enumerate(config["classes"])}
+    result["cases"] = rows
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "cases.csv", _cases_csv(rows))
+    pictures = _write_overlays(out / "overlays", cases, rows, kept, overlays, num_classes, plan)
+    atomic_write_json(out / "metrics.json", result)
+    write_report(out / "report.md", result, pictures, title=f"Evaluation of {run_dir.name} ({split})")
+    if json_path is not None:
+        atomic_write_json(json_path, result)
+    return result
+
+
+def predict_mask(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    plan: dict,
+    tta: bool = False,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Hard mask ``(H, W)`` uint8 of one image as read by ``s2mnet.data.read_image``, at its own size.
+
+    Preprocesses with ``s2mnet.data.preprocess`` (the same function as training); if that changes the
+    size, the probabilities are resized back (bilinear) before thresholding.
+    """
+    from s2mnet.data import preprocess
+
+    height, width = image.shape[:2]
+    probs = predict_probs(model, _channels_first(preprocess(image, plan)), plan, tta=tta, device=device)
+    if probs.shape[-2:] != (height, width):
+        probs = F.interpolate(probs[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+    return probs_to_mask(probs, THRESHOLD)
+
+
+def run_plan(run_dir: Path, config: dict) -> dict:
+    """The run's plan: ``run.json["plan"]``, else ``plan.json``."""
+    if isinstance(config.get("plan"), dict):
+        return config["plan"]
+    path = run_dir / "plan.json"
+    if not path.is_file():
+        raise RunError(f"{path}: missing, and {run_dir / 'run.json'} has no 'plan'")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _channels_first(image: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """``preprocess`` output, an ``(H, W, C)`` array, → ``(C, H, W)`` float tensor (tensors are kept)."""
+    if isinstance(image, torch.Tensor):
+        return image.float()
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(image, np.float32).transpose(2, 0, 1)))
+
+
+def _split_cases(index, split: str, run_dir: Path) -> list:
+    """The cases of ``split`` in the run's ``splits.json`` (``load_splits`` checks every id exists)."""
+    from s2mnet.data import load_splits
+
+    wanted = load_splits(run_dir / "splits.json", index)[split]
+    if not wanted:
+        raise S2MError(f"{run_dir / 'splits.json'}: split {split!r} is empty; try another --split or 'all'")
+    by_id = {case.case_id: case for case in index.cases}
+    return [by_id[case_id] for case_id in wanted]
+
+
+def _ranked(rows: list[dict]) -> list[str]:
+    """Case ids from the best to the worst Dice (ties: by id, for determinism)."""
+    return [row["case_id"] for row in sorted(rows, key=lambda row: (-row["dice"], row["case_id"]))]
+
+
+def _extremes(rows: list[dict], count: int) -> tuple[list[str], list[str]]:
+    """``(best, worst)`` case ids: ceil(count/2) best, floor(count/2) worst, no case twice."""
+    ranked = _ranked(rows)
+    best = ranked[: (count + 1) // 2]
+    worst = [case_id for case_id in reversed(ranked) if case_id not in best][: count // 2]
+    return best, worst
+
+
+def _keep_extremes(kept: dict[str, np.ndarray], rows: list[dict], count: int) -> None:
+    """Drop the stored predictions that can no longer be among the best or worst ``count`` cases."""
+    best, worst = _extremes(rows, count)
+    for case_id in set(kept) - set(best) - set(worst):
+        del kept[case_id]
+
+
+def _write_overlays(
+    folder: Path,
+    cases: list,
+    rows: list[dict],
+    kept: dict[str, np.ndarray],
+    count: int,
+    num_classes: int,
+    plan: dict,
+) -> list[tuple[str, Path]]:
+    from s2mnet.data import read_fov, read_image, read_mask
+
+    for stale in [*folder.glob("best*.png"), *folder.glob("worst*.png")]:  # pictures of an earlier evaluation
+        stale.unlink()
+    best, worst = _extremes(rows, count)
+    by_id = {case.case_id: case for case in cases}
+    dice = {row["case_id"]: row["dice"] for row in rows}
+    pictures = []
+    for label, ids in (("best", best), ("worst", worst)):
+        for rank, case_id in enumerate(ids, start=1):
+            case = by_id[case_id]
+            fov = read_fov(case.fov) if plan.get("use_fov") and case.fov is not None else None
+            caption = f"{label} {rank}: {case_id} (Dice {dice[case_id]:.4f})"
+            name = f"{label}{rank}_{_safe_name(case_id)}.png"
+            path = save_overlay(
+                folder / name,
+                read_image(case.image),
+                read_mask(case.masks, multiclass=num_classes > 1),
+                kept[case_id],
+                title=caption,
+                num_classes=num_classes,
+                fov=fov,
+            )
+            pictures.append((caption, path))
+    return pictures
+
+
+def _safe_name(case_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", case_id).strip("_") or "case"
+
+
+def _cases_csv(rows: list[dict]) -> str:
+    """One row per case; multi-class rows get ``<metric>_c<k>`` columns per foreground class."""
+    flat_rows = []
+    for row in rows:
+        flat = {k: v for k, v in row.items() if k != "per_class"}
+        for cls, values in (row.get("per_class") or {}).items():
+            flat.update({f"{name}_c{cls}": value for name, value in values.items()})
+        flat_rows.append(flat)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(flat_rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for flat in flat_rows:
+        writer.writerow({k: f"{v:.6f}" if isinstance(v, float) else v for k, v in flat.items()})
+    return buffer.getvalue()

@@ -1,0 +1,66 @@
+"""Output folders that are never overwritten silently.
+
+Rules (issue 4, "bad input"): an existing, non-empty output folder is refused unless the user passes
+``--overwrite``; even then only a folder that s2m itself wrote (recognised by its marker file, e.g.
+``run.json``) is reused, and only the entries s2m writes there are removed. Any other file the user put in
+the folder stays untouched.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from s2mnet.errors import S2MError
+
+
+def check_output_dir(path: str | Path, *, overwrite: bool, marker: str, what: str = "run") -> None:
+    """Raise the errors of :func:`prepare_output_dir` without touching anything (check before slow work)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise S2MError(f"{path}: exists and is not a folder; choose another output folder")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise S2MError(
+                f"{path}: output folder already exists and is not empty; choose a new folder or pass "
+                f"--overwrite to replace the earlier s2m {what} in it"
+            )
+        if not (path / marker).is_file():
+            raise S2MError(
+                f"{path}: --overwrite refused: this folder has no {marker}, so it is not an s2m {what} "
+                "folder; nothing was changed"
+            )
+
+
+def prepare_output_dir(
+    path: str | Path, *, overwrite: bool, marker: str, owned: Iterable[str], what: str = "run"
+) -> Path:
+    """Create ``path`` or make an earlier s2m output there ready to be replaced.
+
+    Args:
+        path: the output folder.
+        overwrite: the user asked to replace an earlier output in ``path``.
+        marker: a file that s2m writes first into every such folder (``run.json``, ``demo.json``...).
+        owned: the names (files or folders) that s2m writes in this folder; with ``overwrite`` exactly
+            these are removed, nothing else.
+        what: the kind of folder, for messages ("run", "demo").
+
+    Returns:
+        The folder (created if needed).
+
+    Raises:
+        S2MError: ``path`` is a file; it is non-empty and ``overwrite`` is false; or ``overwrite`` is true
+            but the folder was not written by s2m (no ``marker``).
+    """
+    check_output_dir(path, overwrite=overwrite, marker=marker, what=what)
+    path = Path(path)
+    if path.is_dir():
+        for name in owned:
+            entry = path / name
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            elif entry.exists() or entry.is_symlink():
+                entry.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
