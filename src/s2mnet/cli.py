@@ -42,7 +42,9 @@ PLAN_FLAGS = (
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``s2m`` command line; returns the exit status (0 ok, 2 bad input)."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.command_line = ["s2m", *argv]
     if not hasattr(args, "handler"):
         parser.print_help()
         return EXIT_USER_ERROR
@@ -272,7 +274,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         quiet=args.quiet,
         tensorboard=args.tensorboard,
-        command=["s2m", *sys.argv[1:]],
+        command=args.command_line,
     )
     train(config)
     return 0

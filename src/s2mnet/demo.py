@@ -53,7 +53,7 @@ class DemoConfig:
     out: str | Path
     cases: int = 90
     size: int = 96
-    epochs: int = 30
+    epochs: int = 20
     samples_per_epoch: int = 64
     batch_size: int = 8
     lr: float = 1e-3

@@ -224,6 +224,7 @@ class Trainer:
         self.train_loader, self.validate, self.device = train_loader, validate, device
         self.amp = amp if device.type == "cuda" else "none"
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.use_fov = bool(plan.get("use_fov"))
         self.optimizer = torch.optim.AdamW(
             [{"params": [p for p in model.parameters() if p.requires_grad]}, *loss_fn.parameter_groups()],
             lr=float(plan["lr"]),
@@ -280,6 +281,8 @@ class Trainer:
             masks = batch["mask"].to(self.device, non_blocking=non_blocking)
             with self._autocast():
                 logits = self.model(images)
+            if self.use_fov and "fov" in batch:
+                logits, masks = restrict_to_fov(logits.float(), masks, batch["fov"].to(self.device))
             loss = self.loss_fn(logits.float(), masks)  # the loss always runs in float32
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -305,6 +308,32 @@ class Trainer:
 
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
+
+
+#: Logit given to pixels outside the field of view: sigmoid(-30) ≈ 1e-13, i.e. certain background.
+OUTSIDE_FOV_LOGIT = 30.0
+
+
+def restrict_to_fov(
+    logits: torch.Tensor, masks: torch.Tensor, fov: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Make the pixels outside the field of view certain, correct background, for any loss.
+
+    PAPER.md §4 trains fundus models inside the FOV mask. MASL's components (boundary differences,
+    compactness, ...) take no pixel weights, so instead of weighting we replace the logits outside the FOV
+    by a constant confident background (no gradient flows there, every pixel-wise term is ≈ 0) and set
+    the target there to background.
+
+    Args:
+        logits: ``(B, C, H, W)``; C = 1 (binary) or the class count.
+        masks: ``(B, 1, H, W)`` targets.
+        fov: ``(B, 1, H, W)`` bool, True inside the field of view.
+    """
+    inside = fov.bool()
+    background = torch.full_like(logits[:1, :, :1, :1], -OUTSIDE_FOV_LOGIT)
+    if logits.shape[1] > 1:
+        background[:, 0] = OUTSIDE_FOV_LOGIT  # multi-class: class 0 (background) certain
+    return torch.where(inside, logits, background), torch.where(inside, masks, torch.zeros_like(masks))
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
@@ -476,7 +505,8 @@ def _fit(
                 f"{max(trainer.best_dice, 0):.4f} (epoch {trainer.best_epoch})  lr {row['lr']:.2e}  "
                 f"{row['epoch_s']:.1f} s/epoch  ETA {_duration(eta)}"
             )
-            if patience > 0 and trainer.validate is not None and epoch - trainer.best_epoch >= patience:
+            stalled = epoch - trainer.best_epoch >= patience
+            if patience > 0 and trainer.validate is not None and stalled and epoch < epochs:
                 say(f"early stopping: no validation Dice improvement for {patience} epochs")
                 stopped_early = True
                 break

@@ -96,8 +96,8 @@ class BFD(nn.Module):
     ``routing``:
 
     * ``"soft"`` (paper): ``blended = region·(1−β) + refined·β``;
-    * ``"hard"``: the same with ``β`` thresholded at 0.5 (straight-through gradient, our choice: the
-      authors' hard threshold passes no gradient to the boundary branch at all);
+    * ``"hard"``: the same with ``β`` thresholded at 0.5 (straight-through gradient, our choice: with the
+      authors' plain threshold the routing passes no gradient to the boundary branch);
     * ``"none"``: no routing, ``blended = [region ‖ refined]`` (as the authors' code; fusion takes 2f).
 
     ``out = ReLU(BN(conv1×1 f(blended)))``. ``β`` gets no direct supervision.
