@@ -10,6 +10,7 @@ import torch
 from s2mnet.errors import S2MError
 from s2mnet.models import S2MNet, UNet, create_model, list_models
 from s2mnet.models.attention import AttentionMixer
+from s2mnet.models.blocks import BFD, MRFSE
 from s2mnet.models.sstm import SSTM
 
 TINY = {"widths": [8, 8, 8, 8, 16], "stem_width": 8, "k": 8, "bottleneck": 4}
@@ -161,18 +162,49 @@ def test_torch_compile_matches_eager() -> None:
         torch.testing.assert_close(compiled(x), model(x), rtol=0, atol=1e-5)
 
 
-def test_optimize_for_inference_folds_batchnorm_without_changing_the_output() -> None:
-    from s2mnet.models.inference import optimize_for_inference
+def test_optimize_for_inference_folds_bn_and_rewrites_blocks_without_changing_the_output() -> None:
+    from s2mnet.models.inference import (
+        ConvAct,
+        InferenceBFD,
+        InferenceMRFSE,
+        InferenceSSTM,
+        optimize_for_inference,
+    )
 
     torch.manual_seed(0)
-    model = create_model("s2mnet", **TINY)
-    model(torch.randn(2, 3, 24, 24))  # one training step's worth of BN statistics
+    model = create_model("s2mnet", num_classes=2, **TINY)
+    model(torch.randn(2, 3, 24, 24))  # non-trivial BN statistics
     model.eval()
+    keys = list(model.state_dict())
     fast = optimize_for_inference(model)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
-    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original is untouched
-    x = torch.randn(1, 3, 30, 26)
+    assert list(model.state_dict()) == keys  # the original (and its checkpoint keys) is untouched
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    kinds = {type(m) for m in fast.modules()}
+    assert torch.nn.BatchNorm2d not in kinds
+    assert {ConvAct, InferenceBFD, InferenceMRFSE, InferenceSSTM} <= kinds and not {MRFSE, BFD, SSTM} & kinds
+    x = torch.randn(2, 3, 37, 29)  # batch 2: the SE scale is folded into the projection per sample
     with torch.no_grad():
-        torch.testing.assert_close(
-            fast(x.contiguous(memory_format=torch.channels_last)), model(x), atol=1e-4, rtol=0
-        )
+        expected = model(x)
+        for layout in (torch.channels_last, torch.contiguous_format):
+            got = fast(x.contiguous(memory_format=layout))
+            torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+    # With autograd on, the rewritten blocks fall back to the original composition of ops.
+    torch.testing.assert_close(fast(x).detach(), expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("routing", ["hard", "none"])
+def test_inference_bfd_matches_the_block_for_every_routing(routing: str) -> None:
+    from s2mnet.models.inference import InferenceBFD, optimize_for_inference
+
+    torch.manual_seed(0)
+    block = BFD(12, 8, 8, routing)
+    block(torch.randn(2, 12, 5, 6), torch.randn(2, 8, 11, 13))  # non-trivial BN statistics
+    block.eval()
+    fast = optimize_for_inference(block)
+    assert isinstance(fast, InferenceBFD)
+    deep, skip = torch.randn(2, 12, 5, 6), torch.randn(2, 8, 11, 13)
+    with torch.no_grad():
+        expected = block(deep, skip)
+        layout = torch.channels_last
+        got = fast(deep.contiguous(memory_format=layout), skip.contiguous(memory_format=layout))
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)

@@ -197,3 +197,31 @@ def test_official_spectral_path_matches_a_numpy_transcription_of_the_authors_cod
     y = (y - y.mean(-1, keepdims=True)) / np.sqrt(y.var(-1, keepdims=True) + 1e-6)  # LayerNorm, eps 1e-6
     got = official._spectral(x.permute(0, 2, 3, 1)).detach().numpy()
     np.testing.assert_allclose(got, y, atol=2e-4)
+
+
+@pytest.mark.parametrize(
+    ("branches", "impl", "size"),
+    [
+        ("both", "fft", (37, 29)),
+        ("spectral", "fft", (9, 12)),
+        ("spatial", "fft", (15, 15)),
+        ("both", "matmul", (21, 17)),
+    ],
+)
+def test_inference_sstm_matches_the_module_in_eval(branches: str, impl: str, size: tuple[int, int]) -> None:
+    from s2mnet.models.inference import InferenceSSTM, optimize_for_inference
+
+    torch.manual_seed(0)
+    module = SSTM(12, k=10, bottleneck=4, branches=branches, spectral_impl=impl).eval()
+    if module.spectral is not None:
+        with torch.no_grad():
+            module.spectral.weight.uniform_(-1.0, 2.0)  # a filter that is not the all-ones projection
+    fast = optimize_for_inference(module)
+    assert isinstance(fast, InferenceSSTM)
+    x = torch.randn(2, 12, *size)
+    with torch.no_grad():
+        expected = module(x)
+        for _ in range(2):  # the second call uses the cached half-spectrum filter
+            got = fast(x.contiguous(memory_format=torch.channels_last))
+            torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+        torch.testing.assert_close(fast(x), expected, atol=1e-4, rtol=0)  # NCHW input: the original path

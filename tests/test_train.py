@@ -96,7 +96,8 @@ def test_recipe_defaults_and_overrides() -> None:
     short = add_training_recipe({"epochs": 20}, TrainConfig(data=".", out=".", lr=3e-4, patience=0))
     assert short["lr"] == 3e-4 and short["reasons"]["lr"] == "set by flag"
     assert short["patience"] == 0 and short["warmup_epochs"] == 2
-    assert add_training_recipe({"epochs": 20}, TrainConfig(data=".", out="."))["lr"] == SHORT_RUN_LR
+    default_short = add_training_recipe({"epochs": 20}, TrainConfig(data=".", out="."))
+    assert default_short["lr"] == SHORT_RUN_LR and default_short["patience"] == 10
 
 
 # --- output folders -------------------------------------------------------------------------------
@@ -159,12 +160,12 @@ def test_masl_weights_are_optimised(tiny_run: tuple[Path, dict]) -> None:
 
 
 @pytest.mark.slow
-def test_same_seed_gives_identical_weights(
+def test_same_seed_gives_identical_weights_with_or_without_workers(
     tiny_run: tuple[Path, dict], tiny_data: Path, tmp_path: Path
 ) -> None:
     first, _ = tiny_run
     second = tmp_path / "again"
-    train(tiny_config(tiny_data, second, tensorboard=False))
+    train(tiny_config(tiny_data, second, tensorboard=False, workers=2))  # the loader's workers change nothing
     a, b = load_file(first / "last.safetensors"), load_file(second / "last.safetensors")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[name], b[name]) for name in a)
@@ -252,3 +253,24 @@ def test_non_finite_loss_is_reported() -> None:
     trainer.loss_fn.weight.data.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="non-finite"):
         trainer.train_epoch()
+
+
+def test_restrict_to_fov_silences_pixels_outside() -> None:
+    from s2mnet.engine.train import restrict_to_fov
+
+    logits = torch.randn(2, 1, 4, 4, requires_grad=True)
+    fov = torch.zeros(2, 1, 4, 4, dtype=torch.bool)
+    fov[..., :2] = True
+    inside_logits, inside_masks = restrict_to_fov(logits, torch.ones(2, 1, 4, 4), fov)
+    loss = nn.functional.binary_cross_entropy_with_logits(inside_logits, inside_masks, reduction="sum")
+    loss.backward()
+    assert torch.all(logits.grad[..., 2:] == 0) and torch.all(logits.grad[..., :2] != 0)
+    assert torch.all(inside_masks[..., 2:] == 0) and torch.all(inside_masks[..., :2] == 1)
+    outside_loss = nn.functional.binary_cross_entropy_with_logits(
+        inside_logits[..., 2:], inside_masks[..., 2:]
+    )
+    assert outside_loss.item() < 1e-12
+    multi, _ = restrict_to_fov(
+        torch.zeros(1, 3, 1, 1), torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, 1, 1, dtype=torch.bool)
+    )
+    assert multi.flatten().tolist() == [30.0, -30.0, -30.0]  # class 0 (background) certain

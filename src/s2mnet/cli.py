@@ -293,8 +293,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         json_path=args.json,
         which=args.which,
         device=resolve_device(args.device),
+        progress=sys.stderr.isatty(),
     )
     print(format_metrics(metrics))
+    report = args.run / f"eval_{metrics['split']}{'_tta' if args.tta else ''}"
+    print(f"per-case metrics, overlays and report.md in {report}")
     if args.json is not None:
         print(f"metrics written to {args.json}")
     return 0
@@ -315,6 +318,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         which=args.which,
         device=resolve_device(args.device),
         overwrite=args.overwrite,
+        progress=sys.stderr.isatty(),
     )
     print(f"{len(written)} mask(s) written to {args.output}")
     return 0

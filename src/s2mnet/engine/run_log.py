@@ -103,6 +103,10 @@ def plot_curves(rows: list[dict[str, Any]], path: str | Path) -> Path:
     axes[2].plot(epochs, [row.get("lr", math.nan) for row in rows], color="tab:orange")
     axes[2].set(title="learning rate (end of epoch)", xlabel="epoch", yscale="log")
 
+    from matplotlib.ticker import MaxNLocator
+
+    for axis in axes:
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     if weight_keys:
         for key in weight_keys:
             axes[3].plot(epochs, [row.get(key, math.nan) for row in rows], label=key[2:])

@@ -64,6 +64,8 @@ RUN_FILES = (
     CURVES_PNG,
     TENSORBOARD_DIR,
 )
+#: What ``s2m evaluate`` adds to a run (stale after retraining, so also removed by ``--overwrite``).
+EVAL_DIRS = tuple(f"eval_{split}{tta}" for split in ("train", "val", "test", "all") for tta in ("", "_tta"))
 
 #: The paper's learning rate (150 GPU epochs) and the one we use for short budgets (see module docstring).
 PAPER_LR = 1e-4
@@ -185,8 +187,8 @@ def add_training_recipe(plan: dict[str, Any], config: TrainConfig) -> dict[str, 
     choose(
         "patience",
         config.patience,
-        max(5, math.ceil(epochs / 3)),
-        "paper: patience 50 of 150 epochs; a third of the run, at least 5",
+        max(10, math.ceil(epochs / 3)),
+        "paper: patience 50 of 150 epochs; a third of the run, at least 10",
     )
     choose("val_every", config.val_every, 1, "validate every epoch")
     plan["reasons"] = reasons
@@ -389,7 +391,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     )
     loss_fn = _build("loss", loss_name, create_loss, num_classes=int(plan["num_classes"]), **config.loss_args)
 
-    run_dir = prepare_output_dir(config.out, overwrite=config.overwrite, marker=RUN_CONFIG, owned=RUN_FILES)
+    run_dir = prepare_output_dir(
+        config.out, overwrite=config.overwrite, marker=RUN_CONFIG, owned=RUN_FILES + EVAL_DIRS
+    )
     say(f"s2m train: {len(index.cases)} cases in {config.data} ({index.layout}); device {device}")
     say(f"splits: {len(train_cases)} train, {len(val_cases)} val, {len(splits.get('test', []))} test")
     say(format_plan(plan))
@@ -619,7 +623,8 @@ def format_plan(plan: dict[str, Any]) -> str:
         if key == "reasons":
             continue
         reason = reasons.get(key)
-        lines.append(f"  {key:<18} {value!s:<16}" + (f" ({reason})" if reason else ""))
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        lines.append((f"  {key:<18} {shown:<16}" + (f" ({reason})" if reason else "")).rstrip())
     return "\n".join(lines)
 
 

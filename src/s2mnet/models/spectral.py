@@ -68,22 +68,17 @@ def _centred_indices(keff: int, size: int, device: torch.device) -> torch.Tensor
     return (torch.arange(keff, device=device) - keff // 2) % size
 
 
-def band_filter_fft(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Band-limited filtering via ``rfft2``/``irfft2`` (see module docstring).
+def half_spectrum_filter(weight: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The filter of :func:`band_filter_fft` on the rfft half-plane: ``(C, H, ⌊K_eff/2⌋ + 1)``.
 
-    Only the ``⌊K_eff/2⌋ + 1`` lowest rfft columns are multiplied (``irfft2`` zero-pads the rest), by the
-    point-symmetrised filter ``(w(f) + w(−f))/2`` built on the small frequency grid ``−m … m``
+    The point-symmetrised filter ``(w(f) + w(−f))/2`` is built on the small frequency grid ``−m … m``
     (``m = ⌊K_eff/2⌋``) and folded onto the H rows with a scatter-add, so frequencies that alias on the grid
     (``±H/2`` when ``K_eff = H`` is even) add up exactly as they do on the full grid.
 
     Args:
-        x: real ``(B, C, H, W)``.
         weight: real ``(C, K, K)`` filter on the centred block.
-
-    Returns:
-        real ``(B, C, H, W)``.
+        height, width: H, W of the filtered map.
     """
-    height, width = x.shape[-2:]
     k = weight.shape[-1]
     keff = min(k, height, width)
     m = keff // 2
@@ -95,9 +90,26 @@ def band_filter_fft(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     columns = symmetric[..., m:]  # v = 0 … m
     if 2 * m == width:  # column +m is the Nyquist column and also holds frequency −m
         columns = torch.cat([columns[..., :m], columns[..., m:] + symmetric[..., :1]], dim=-1)
-    rows = (torch.arange(-m, m + 1, device=x.device)) % height
-    filt = columns.new_zeros(weight.shape[0], height, m + 1).index_add(1, rows, columns)
-    spectrum = torch.fft.rfft2(x, norm="ortho")[..., : m + 1]
+    rows = (torch.arange(-m, m + 1, device=weight.device)) % height
+    return columns.new_zeros(weight.shape[0], height, m + 1).index_add(1, rows, columns)
+
+
+def band_filter_fft(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Band-limited filtering via ``rfft2``/``irfft2`` (see module docstring).
+
+    Only the ``⌊K_eff/2⌋ + 1`` lowest rfft columns are multiplied (``irfft2`` zero-pads the rest), by
+    :func:`half_spectrum_filter`.
+
+    Args:
+        x: real ``(B, C, H, W)``.
+        weight: real ``(C, K, K)`` filter on the centred block.
+
+    Returns:
+        real ``(B, C, H, W)``.
+    """
+    height, width = x.shape[-2:]
+    filt = half_spectrum_filter(weight, height, width)
+    spectrum = torch.fft.rfft2(x, norm="ortho")[..., : filt.shape[-1]]
     return torch.fft.irfft2(spectrum * filt, s=(height, width), norm="ortho")
 
 
