@@ -112,6 +112,8 @@ def test_overrides_win_and_are_marked():
     assert plan["epochs"] == 3 and plan["batch_size"] == 8 and plan["reasons"]["batch_size"] == "CPU budget"
     patch = make_plan(fp, "cpu", {"mode": "patch"})
     assert (patch["mode"], patch["patch_size"], patch["inference"]) == ("patch", 128, "sliding_window")
+    assert patch["overlap"] == 0.5
+    assert make_plan(fp, "cpu", {"mode": "patch", "overlap": 0.0})["overlap"] == 0.0  # 0 is a value
     grey = make_plan(fp, "cpu", {"preprocess": "green_clahe"})
     assert grey["in_channels"] == 1
     fundus = fake_fp(tubularity=0.6, short_side=565, fov_share=1.0)

@@ -54,7 +54,7 @@ def test_tiny_demo_writes_metrics_report_and_overlays_and_is_never_overwritten_s
 
 @pytest.mark.skipif(
     os.environ.get("S2MNET_FULL_DEMO") != "1",
-    reason="full-budget demo (≈5 min on 2 CPU cores); run with S2MNET_FULL_DEMO=1",
+    reason="full-budget demo (2-4 min on 2 CPU cores); run with S2MNET_FULL_DEMO=1",
 )
 def test_full_demo_reaches_dice_080(tmp_path: Path) -> None:
     record = run_demo(DemoConfig(out=tmp_path / "demo", device="cpu", quiet=True))

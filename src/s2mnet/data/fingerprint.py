@@ -376,7 +376,7 @@ def _complete(plan: dict, reasons: dict, gpu: bool, colour: bool) -> None:
             reasons["patch_size"] = "default patch size for patch mode"
         if plan.get("inference") != "sliding_window" and reasons.get("inference") != "set by flag":
             plan["inference"], reasons["inference"] = "sliding_window", "patch mode"
-        plan["overlap"] = plan.get("overlap") or 0.5
+        plan["overlap"] = 0.5 if plan.get("overlap") is None else plan["overlap"]
         plan["foreground_bias"] = (
             plan.get("foreground_bias") if plan.get("foreground_bias") is not None else FOREGROUND_BIAS
         )

@@ -28,7 +28,9 @@ from s2mnet.io_utils import atomic_write_json, atomic_write_with
 RUN_CONFIG = "run.json"
 
 
-def save_weights(path: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None) -> None:
+def save_weights(
+    path: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None
+) -> None:
     """Save a tensor dict as safetensors, atomically.
 
     Args:
