@@ -67,8 +67,13 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     path = run_dir / RUN_CONFIG
     if not path.is_file():
         raise RunError(f"{path}: missing; {run_dir} is not a finished s2m run folder")
+    return read_run_json(path)
+
+
+def read_run_json(path: str | Path) -> Any:
+    """Parse a JSON file of a run folder; invalid JSON is a :class:`RunError` naming the file."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RunError(f"{path}: not valid JSON ({exc})") from None
 

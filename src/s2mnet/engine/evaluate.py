@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import sys
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from s2mnet.engine.checkpoint import load_model
+from s2mnet.engine.checkpoint import load_model, read_run_json
 from s2mnet.engine.inference import predict_probs, probs_to_mask
 from s2mnet.engine.metrics import EMPTY_POLICY, case_metrics, summarize
 from s2mnet.engine.report import save_overlay, write_report
@@ -197,10 +196,7 @@ def run_plan(run_dir: Path, config: dict) -> dict:
     path = run_dir / "plan.json"
     if not path.is_file():
         raise RunError(f"{path}: missing, and {run_dir / 'run.json'} has no 'plan'")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunError(f"{path}: not valid JSON ({exc})") from None
+    return read_run_json(path)
 
 
 def _channels_first(image: torch.Tensor | np.ndarray) -> torch.Tensor:
