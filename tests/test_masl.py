@@ -16,6 +16,7 @@ from s2mnet.losses.components import (
     boundary_loss,
     core_loss,
     scale_loss,
+    shape_gate,
     structure_loss,
     texture_loss,
 )
@@ -320,7 +321,7 @@ def test_modulation_off_gives_unit_alpha_and_dropped_component_is_zero():
 
 
 def test_registry_names():
-    expected = {"masl", "masl_paper", "masl_fixed", "masl_nomod", "dicece"} | {
+    expected = {"masl", "masl_paper", "masl_fixed", "masl_nomod", "masl_ungated", "dicece"} | {
         f"masl_no_{n}" for n in COMPONENTS
     }
     assert set(list_losses()) == expected
@@ -396,3 +397,58 @@ def test_one_batch_overfit_reaches_high_dice():
         prediction = (model(images) > 0).float()
     dice = (2 * (prediction * masks).sum() / (prediction.sum() + masks.sum())).item()
     assert dice >= 0.95
+
+
+# ----------------------------------------------------------------------------------------------------
+# Regression: small, low-contrast lesions (BUSI-like, 2 % foreground)
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_shape_gate_is_the_detached_overlap():
+    target = torch.zeros(3, 1, 4, 4)
+    target[:2, :, 1:3, 1:3] = 1  # sample 2 has an empty target
+    prob = torch.zeros(3, 1, 4, 4, requires_grad=True)
+    with torch.no_grad():
+        prob[0] = target[0]  # perfect → 1
+        prob[1, :, 0, :] = 1  # 4 pixels, none on the target → 0
+        prob[2] = 0.5
+    gate = shape_gate(prob, target)
+    assert gate.tolist() == pytest.approx([1.0, 0.0, 0.0])
+    assert not gate.requires_grad
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gate_structure", [True, False])
+def test_small_faint_lesions_are_learned(gate_structure):
+    """Before the structure term was gated, κ(p) of the diffuse early prediction pushed the background up
+    against the region terms: this net stayed at p ≈ 0.14 on the lesions (Dice 0 after 150 steps), as
+    S2M-Net did on BUSI for 350 steps. With the gate it passes 0.5 on the lesions (Dice ≈ 0.8)."""
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    size = 48
+    rows, cols = torch.meshgrid(torch.arange(size * 1.0), torch.arange(size * 1.0), indexing="ij")
+    masks = torch.zeros(8, 1, size, size)
+    for i in range(8):
+        centre_row, centre_col = torch.randint(8, size - 8, (2,), generator=generator).tolist()
+        radius = 2.5 + 2 * torch.rand(1, generator=generator).item()
+        masks[i, 0] = ((rows - centre_row) ** 2 + (cols - centre_col) ** 2 <= radius**2).float()
+    images = -masks + torch.randn(masks.shape, generator=generator)  # dark lesions, contrast = noise σ
+    model = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 1, 1),
+    )  # fmt: skip
+    loss_fn = create_loss("masl", gate_structure=gate_structure)
+    optimizer = torch.optim.Adam([{"params": model.parameters()}, *loss_fn.parameter_groups()], lr=2e-3)
+    for _ in range(120):
+        logits = model(images)
+        optimizer.zero_grad()
+        loss_fn(logits, masks).backward()
+        optimizer.step()
+    prediction = (logits.detach() > 0).float()
+    dice = (2 * (prediction * masks).sum() / (prediction.sum() + masks.sum() + 1e-6)).item()
+    if gate_structure:
+        assert dice > 0.5
+    else:  # the paper's ungated structure term: stuck below the threshold
+        assert dice < 0.2

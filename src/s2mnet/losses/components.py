@@ -89,6 +89,23 @@ def structure_loss(prob: torch.Tensor, target_compactness: torch.Tensor) -> torc
     return (target_compactness - soft_compactness(prob)).abs()
 
 
+def shape_gate(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample factor in [0, 1] that fades the structure term in: the detached soft Dice of p and y.
+
+    Our choice (PAPER.md does not address it): κ(p) is one global number of the whole soft map, so while
+    the prediction is still diffuse (background probabilities ≈ 0.1–0.4 over the whole image) its area and
+    perimeter are those of the haze, not of an object, and matching κ(y) pushes the background *up*
+    against the region terms. On BUSI (5 % foreground) that stalemate kept every probability below 0.5
+    for hundreds of steps. Scaling the term by the current overlap (no gradient through the gate) leaves
+    it inactive until a region has formed, then lets it act fully as p → y (gate → 1); empty targets,
+    whose compactness is undefined, get 0 (the region terms already push those predictions to empty).
+    """
+    with torch.no_grad():
+        overlap = (prob * target).flatten(1).sum(dim=1)
+        total = prob.flatten(1).sum(dim=1) + target.flatten(1).sum(dim=1)
+        return torch.where(total > 0, 2 * overlap / total.clamp_min(1e-6), torch.zeros_like(total))
+
+
 def focal_gamma(scale: torch.Tensor) -> torch.Tensor:
     """Per-sample focal γ from the scale descriptor: 3.0 if s < 0.05, 2.0 if s < 0.20, else 1.5."""
     small, medium, large = FOCAL_GAMMAS

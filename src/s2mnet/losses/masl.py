@@ -32,6 +32,7 @@ from s2mnet.losses.components import (
     boundary_loss,
     core_loss,
     scale_loss,
+    shape_gate,
     structure_loss,
     texture_loss,
 )
@@ -91,6 +92,10 @@ class MASL(nn.Module):
         components: the components used (default all five); drop one for the "w/o <component>" ablations.
         initial_weights: initial (or fixed) w, default (1, 1, 1, 0.5, 0.5).
         ce_weight: weight of the cross-entropy term added in the multi-class case.
+        gate_structure: multiply the structure term by the detached soft Dice of p and y
+            (:func:`~s2mnet.losses.components.shape_gate`). Our choice, on by default: ungated, the
+            compactness of a still-diffuse prediction pushes the background up and, on small faint
+            lesions (BUSI), kept every prediction below 0.5 (docs/masl.md). ``False`` = the paper's term.
 
     Shapes:
         logits (B, C, H, W) with C = num_classes; target (B, 1, H, W) or (B, H, W). Returns a scalar.
@@ -110,6 +115,7 @@ class MASL(nn.Module):
         components: Sequence[str] = COMPONENT_NAMES,
         initial_weights: Sequence[float] = INITIAL_WEIGHTS,
         ce_weight: float = 1.0,
+        gate_structure: bool = True,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -123,6 +129,7 @@ class MASL(nn.Module):
         self.modulation = modulation
         self.components = tuple(name for name in COMPONENT_NAMES if name in components)
         self.ce_weight = ce_weight
+        self.gate_structure = gate_structure
         self.weighting = ComponentWeights(weighting, tuple(float(w) for w in initial_weights))
         self.register_buffer(
             "active", torch.tensor([name in self.components for name in COMPONENT_NAMES]), persistent=False
@@ -180,6 +187,13 @@ class MASL(nn.Module):
             raise LossInputError(f"MASL target: class indices must lie in [0, {self.num_classes - 1}]")
         return target, F.one_hot(target, self.num_classes)[..., 1:].permute(0, 3, 1, 2).float()
 
+    def _structure(
+        self, prob: torch.Tensor, target: torch.Tensor, descriptors: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """|κ(y) − κ(p)|, gated by the current overlap unless ``gate_structure=False`` (see ``__init__``)."""
+        value = structure_loss(prob, descriptors["compactness"])
+        return value * shape_gate(prob, target) if self.gate_structure else value
+
     def _component_values(
         self, logits: torch.Tensor, target: torch.Tensor, descriptors: dict[str, torch.Tensor]
     ) -> torch.Tensor:
@@ -187,7 +201,7 @@ class MASL(nn.Module):
         functions = {
             "core": lambda: core_loss(logits, target),
             "boundary": lambda: boundary_loss(prob, target),
-            "structure": lambda: structure_loss(prob, descriptors["compactness"]),
+            "structure": lambda: self._structure(prob, target, descriptors),
             "scale": lambda: scale_loss(logits, target, descriptors["scale"]),
             "texture": lambda: texture_loss(prob, target),
         }

@@ -57,6 +57,7 @@ def _masl_variants() -> dict[str, dict[str, Any]]:
         "masl_paper": {"weighting": "paper"},
         "masl_fixed": {"weighting": "fixed"},
         "masl_nomod": {"modulation": False},
+        "masl_ungated": {"gate_structure": False},  # the paper's structure term, without our overlap gate
     }
     for dropped in COMPONENT_NAMES:
         variants[f"masl_no_{dropped}"] = {"components": tuple(n for n in COMPONENT_NAMES if n != dropped)}
@@ -76,7 +77,7 @@ def create_loss(name: str = "masl", num_classes: int = 1, **kwargs: Any) -> nn.M
 
     Args:
         name: ``masl`` (learned weighting), ``masl_paper``, ``masl_fixed``, ``masl_nomod``,
-            ``masl_no_<core|boundary|structure|scale|texture>`` or ``dicece``.
+            ``masl_ungated``, ``masl_no_<core|boundary|structure|scale|texture>`` or ``dicece``.
         num_classes: 1 for binary (sigmoid), ≥ 2 for multi-class (softmax, integer targets).
         **kwargs: overrides passed to :class:`MASL` / :class:`DiceCELoss` (they win over the variant's).
 
