@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,11 +41,6 @@ PLAN_FLAGS = (
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``s2m`` command line; returns the exit status (0 ok, 2 bad input)."""
-    # OpenMP threads that spin-wait for each other lose whole time slices when another process shares
-    # the cores: measured 2.3-2.9 s instead of 0.35 s per 352² forward, and a 20x slower demo, on a
-    # 2-core machine with one other busy job. Passive waiting costs little when the machine is idle.
-    # It must be set before torch (libgomp) is imported; the user's own setting wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
