@@ -19,49 +19,11 @@ independent of the mask content anyway (dense, vectorised).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 
+from s2mnet.bench.efficiency import median_seconds, synthetic_masks
 from s2mnet.losses import create_loss, morphology_descriptors
-
-
-def _synchronise(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def median_seconds(
-    function: Callable[[], None], device: torch.device, repeats: int, warmup: int = 1
-) -> float:
-    """Median wall time of ``function`` over ``repeats`` calls after ``warmup`` calls."""
-    for _ in range(warmup):
-        function()
-    _synchronise(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        _synchronise(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def synthetic_masks(batch: int, size: int, device: torch.device) -> torch.Tensor:
-    """Half disks of varied radius, half thin diagonal lines (vessel-like), (B, 1, S, S) float."""
-    rows, cols = torch.meshgrid(
-        torch.arange(size, device=device), torch.arange(size, device=device), indexing="ij"
-    )
-    masks = torch.zeros(batch, 1, size, size, device=device)
-    for index in range(batch):
-        if index % 2 == 0:
-            radius = size * (0.1 + 0.05 * index)
-            masks[index, 0] = (((rows - size / 2) ** 2 + (cols - size / 2) ** 2) <= radius**2).float()
-        else:
-            masks[index, 0] = ((rows - cols + index).abs() <= 1).float()
-    return masks
 
 
 def run(batch: int, size: int, model_name: str, loss_name: str, device: torch.device, repeats: int) -> dict:
@@ -81,8 +43,8 @@ def run(batch: int, size: int, model_name: str, loss_name: str, device: torch.de
         "batch": batch,
         "size": size,
         "loss": loss_name,
-        "descriptors_s": median_seconds(lambda: morphology_descriptors(masks), device, repeats),
-        "masl_fwd_bwd_s": median_seconds(masl_step, device, repeats),
+        "descriptors_s": median_seconds(lambda: morphology_descriptors(masks), device, repeats)[0],
+        "masl_fwd_bwd_s": median_seconds(masl_step, device, repeats)[0],
     }
     try:
         from s2mnet.models import create_model
@@ -97,7 +59,7 @@ def run(batch: int, size: int, model_name: str, loss_name: str, device: torch.de
         model.zero_grad(set_to_none=True)
         model(images).float().mean().backward()
 
-    model_seconds = median_seconds(model_step, device, repeats)
+    model_seconds = median_seconds(model_step, device, repeats)[0]
     masl_seconds = result["masl_fwd_bwd_s"]
     result.update(
         model=model_name,

@@ -38,11 +38,9 @@ Conventions (printed with the table):
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import math
 import os
-import resource
 import shlex
 import statistics
 import subprocess
@@ -51,53 +49,9 @@ import time
 
 import torch
 
+from s2mnet.bench.efficiency import count_flops, peak_rss_kib, reset_peak_rss_kib
+
 MODELS = {"sstm": "s2mnet", "attention": "s2mnet_attention", "none": "s2mnet_none", "unet": "unet"}
-
-
-def fft_flops(height: int, width: int) -> float:
-    """Real FLOPs of one ``rfft2`` of a real H×W map (5·N·log2 N per complex FFT, half for real input)."""
-    log2 = lambda n: math.log2(n) if n > 1 else 0.0  # noqa: E731
-    return height * 2.5 * width * log2(width) + (width // 2 + 1) * 5 * height * log2(height)
-
-
-def count_flops(model: torch.nn.Module, x: torch.Tensor) -> tuple[float, float, float]:
-    """(counter FLOPs, FFT FLOPs, CPU attention FLOPs) of one forward pass.
-
-    The counter has formulas for the CUDA attention kernels only; the CPU flash-attention kernel that
-    ``scaled_dot_product_attention`` uses here is counted by hand: QKᵀ and AV, 2·N²·C FLOPs each.
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from s2mnet.models.attention import AttentionMixer
-    from s2mnet.models.sstm import SpectralBranch
-
-    extra = {"fft": 0.0, "attention": 0.0}
-
-    def spectral_hook(
-        module: SpectralBranch, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor
-    ) -> None:
-        if module.impl == "fft":
-            batch, channels, height, width = inputs[0].shape
-            extra["fft"] += 2 * batch * channels * fft_flops(height, width)  # rfft2 + irfft2
-
-    def attention_hook(
-        _module: AttentionMixer, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor
-    ) -> None:
-        batch, channels, height, width = inputs[0].shape
-        extra["attention"] += 4.0 * batch * (height * width) ** 2 * channels
-
-    handles = [
-        m.register_forward_hook(spectral_hook) for m in model.modules() if isinstance(m, SpectralBranch)
-    ]
-    handles += [
-        m.register_forward_hook(attention_hook) for m in model.modules() if isinstance(m, AttentionMixer)
-    ]
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
-    for handle in handles:
-        handle.remove()
-    counted_attention = any("scaled_dot_product" in str(op) for op in counter.get_flop_counts()["Global"])
-    return float(counter.get_total_flops()), extra["fft"], 0.0 if counted_attention else extra["attention"]
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
@@ -110,35 +64,6 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
         torch.mm(a, b)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def reset_peak_rss_kib() -> int:
-    """Reset the kernel's peak-RSS mark (``/proc/self/clear_refs`` ← 5) and return the current RSS (KiB).
-
-    Falls back to the (monotonic) ``ru_maxrss`` where that is not possible."""
-    gc.collect()
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
-            handle.write("5")
-        return _status_kib("VmRSS")
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def peak_rss_kib() -> int:
-    """Peak RSS since the last reset (``VmHWM``), or ``ru_maxrss``."""
-    try:
-        return _status_kib("VmHWM")
-    except (OSError, RuntimeError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def prepare(model: torch.nn.Module, x: torch.Tensor, mode: str) -> tuple[torch.nn.Module, torch.Tensor]:

@@ -348,3 +348,32 @@ def test_only_masks(tmp_path):
     mask(tmp_path / "masks" / "a_mask.png")
     with pytest.raises(DataError, match=r"no images found, only masks: masks/a_mask\.png"):
         discover(tmp_path)
+
+
+def test_etis_original_release_p_prefixed_ground_truth(tmp_path):
+    for number in (1, 2, 10):
+        image(tmp_path / "ETIS-LaribPolypDB" / "ETIS-LaribPolypDB" / f"{number}.tif")
+        mask(tmp_path / "ETIS-LaribPolypDB" / "Ground Truth" / f"p{number}.tif")
+    assert pairs(tmp_path)["10"] == (
+        "ETIS-LaribPolypDB/ETIS-LaribPolypDB/10.tif",
+        ["ETIS-LaribPolypDB/Ground Truth/p10.tif"],
+        None,
+    )
+
+
+def test_ground_truth_folder_inside_the_image_folder(tmp_path):
+    for number in (1, 2):
+        image(tmp_path / f"{number}.png")
+        mask(tmp_path / "GroundTruth" / f"{number}.png")
+    assert list(pairs(tmp_path)) == ["1", "2"]
+
+
+def test_glas_mixed_folder_and_camel_case_split_words(tmp_path):
+    folder = tmp_path / "Warwick QU Dataset (Released 2016_07_08)"
+    for name in ("train_1", "train_2", "testA_1", "testB_1"):
+        image(folder / f"{name}.bmp")
+        mask(folder / f"{name}_anno.bmp", value=1)
+    (folder / "Grade.csv").write_text("name,grade\n")
+    index = discover(tmp_path)
+    assert index.known_split["train"] == ["train_1", "train_2"]
+    assert index.known_split["test"] == ["testA_1", "testB_1"] and index.known_split["source"] == "file names"

@@ -18,8 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from s2mnet import __version__
+from s2mnet import __version__, reproduce
+from s2mnet.bench.cli import add_parser as add_bench_parser
 from s2mnet.errors import S2MError
+from s2mnet.export_cli import add_parser as add_export_parser
 
 EXIT_USER_ERROR = 2
 
@@ -33,6 +35,8 @@ PLAN_FLAGS = (
     "batch_size",
     "samples_per_epoch",
     "num_classes",
+    "label_mode",
+    "regions",
     "use_fov",
     "augment",
     "overlap",
@@ -109,8 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
         "validation Dice). Every choice of the plan is printed, stored in RUN/plan.json, and can be "
         "overridden by the flags below.",
     )
-    train.add_argument("--data", required=True, type=Path, help="dataset folder")
-    train.add_argument("--out", required=True, type=Path, help="run folder to create")
+    train.add_argument("--data", type=Path, help="dataset folder (required unless --resume)")
+    train.add_argument("--out", type=Path, help="run folder to create (required unless --resume)")
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN",
+        help="continue a stopped run from its last epoch with its stored settings (only --device, "
+        "--workers, --time-limit, --quiet, --no-tensorboard may be given)",
+    )
     train.add_argument("--model", default="s2mnet", help="model name (see `s2m models`; default s2mnet)")
     train.add_argument("--loss", default=None, help="loss: masl (default), dicece, masl_fixed, ...")
     train.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
@@ -131,6 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--samples-per-epoch", type=int, help="samples drawn per (virtual) epoch")
     plan.add_argument(
         "--num-classes", type=int, help="1 = binary (sigmoid); K > 1 = K classes incl. background"
+    )
+    plan.add_argument(
+        "--label-mode",
+        choices=("binary", "multiclass", "multilabel"),
+        help="binary, exclusive classes (softmax) or overlapping regions (one sigmoid each)",
+    )
+    plan.add_argument(
+        "--regions",
+        metavar="SPEC",
+        help="label values per region: 'ET=4;TC=1,4;WT=1,2,4', JSON, or a preset (brats, acdc, ...)",
     )
     plan.add_argument(
         "--fov",
@@ -176,6 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     system.add_argument("--channels-last", action="store_true", help="NHWC memory format (GPU)")
     system.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the training step (falls back to eager on failure)",
+    )
+    system.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="under torchrun: synchronise BatchNorm statistics over all ranks",
+    )
+    system.add_argument(
         "--time-limit",
         type=float,
         metavar="MINUTES",
@@ -213,10 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="segment new images; masks at each image's original size",
         description="Segment an image or every image of a folder; writes PNG masks (0/255 for binary, "
-        "class indices otherwise) with the input's file stem.",
+        "class indices otherwise) with the input's file stem. With --model FILE.onnx (from s2m export) "
+        "the model runs on the CPU with onnxruntime, without importing torch.",
     )
-    predict.add_argument("--run", required=True, type=Path, help="run folder written by s2m train")
-    predict.add_argument("--input", required=True, type=Path, help="an image file or a folder of images")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", type=Path, help="run folder written by s2m train")
+    source.add_argument("--model", type=Path, help="ONNX file written by s2m export (onnxruntime, CPU)")
+    predict.add_argument("inputs", nargs="*", type=Path, metavar="INPUT", help="image files or folders")
+    predict.add_argument("--input", type=Path, help="an image file or a folder of images")
     predict.add_argument("--output", required=True, type=Path, help="folder for the masks (new or empty)")
     predict.add_argument("--tta", action="store_true", help="8-way flip/rotation test-time augmentation")
     predict.add_argument(
@@ -224,10 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
     predict.add_argument("--overwrite", action="store_true", help="replace masks of an earlier s2m predict")
+    predict.add_argument("--colours", action="store_true", help="RGB masks in palette.json colours")
     predict.set_defaults(handler=_cmd_predict)
+
+    add_export_parser(commands)
 
     models = commands.add_parser("models", help="list the available model names")
     models.set_defaults(handler=_cmd_models)
+    reproduce.add_parser(commands)
+    add_bench_parser(commands)
     return parser
 
 
@@ -241,9 +281,18 @@ def _add_common_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from s2mnet.engine.train import TrainConfig, train
+#: ``s2m train`` flags that ``--resume`` accepts, by TrainConfig field (the others are the run's stored ones).
+RESUME_FLAGS = {"device": "device", "workers": "workers", "time_limit": "time_limit_s", "quiet": "quiet"}
 
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from s2mnet.engine.train import TrainConfig, resume_config, train
+
+    if args.resume is not None:
+        train(_resume_config(args, resume_config))
+        return 0
+    if args.data is None or args.out is None:
+        raise S2MError("train: --data and --out are required (or --resume RUN)")
     _check_positive(
         args, ("epochs", "size", "patch_size", "batch_size", "samples_per_epoch", "num_classes", "val_every")
     )
@@ -275,9 +324,35 @@ def _cmd_train(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         tensorboard=args.tensorboard,
         command=args.command_line,
+        compile=args.compile,
+        sync_bn=args.sync_bn,
     )
     train(config)
     return 0
+
+
+def _resume_config(args: argparse.Namespace, resume_config: Any) -> Any:
+    """``--resume RUN``: the run's stored configuration; flags other than :data:`RESUME_FLAGS` are refused."""
+    defaults = vars(build_parser().parse_args(["train"]))
+    ignored = {"resume", "handler", "command_line", "tensorboard", *RESUME_FLAGS}
+    changed = sorted(
+        key for key, value in vars(args).items() if key not in ignored and value != defaults.get(key)
+    )
+    if changed:
+        flags = ", ".join("--" + key.replace("_", "-") for key in changed)
+        raise S2MError(
+            f"--resume {args.resume}: {flags} cannot be given (the run's stored settings are used)"
+        )
+    changes = {
+        field: getattr(args, flag)
+        for flag, field in RESUME_FLAGS.items()
+        if getattr(args, flag) != defaults[flag]
+    }
+    if "time_limit_s" in changes:
+        changes["time_limit_s"] = 60.0 * changes["time_limit_s"]
+    if not args.tensorboard:
+        changes["tensorboard"] = False
+    return resume_config(args.resume, command=args.command_line, **changes)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -304,21 +379,44 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    if args.run is not None:
+        _require_run(args.run)
+    inputs = [*([args.input] if args.input is not None else []), *args.inputs]
+    if not inputs:
+        raise S2MError("s2m predict: give the images to segment (INPUT... or --input)")
+    for path in inputs:
+        if not path.exists():
+            raise S2MError(f"{path}: input image or folder not found")
+    if args.model is not None:  # onnxruntime only: no torch import on this path
+        from s2mnet.deploy.onnx_predict import predict_onnx_paths
+
+        if args.colours:
+            raise S2MError("--colours is not supported with --model yet; use --run")
+
+        written = predict_onnx_paths(
+            args.model,
+            inputs,
+            args.output,
+            tta=args.tta,
+            overwrite=args.overwrite,
+            progress=sys.stderr.isatty(),
+        )
+        print(f"{len(written)} mask(s) written to {args.output}")
+        return 0
+
     from s2mnet.engine.predict import predict_paths
     from s2mnet.engine.train import resolve_device
 
-    _require_run(args.run)
-    if not args.input.exists():
-        raise S2MError(f"{args.input}: input image or folder not found")
     written = predict_paths(
         args.run,
-        args.input,
+        inputs,
         args.output,
         tta=args.tta,
         which=args.which,
         device=resolve_device(args.device),
         overwrite=args.overwrite,
         progress=sys.stderr.isatty(),
+        colours=args.colours,
     )
     print(f"{len(written)} mask(s) written to {args.output}")
     return 0

@@ -30,50 +30,18 @@ import torch
 from torch.utils.data import Dataset
 
 from s2mnet.data.discover import Case
-from s2mnet.data.io import read_fov, read_image, read_mask
+from s2mnet.data.io import read_fov, read_image
+from s2mnet.data.labels import label_mode, read_label_map, target_array
+from s2mnet.deploy.preprocessing import normalize, prepare_intensities, preprocess
 from s2mnet.errors import DataError
 
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+# The preprocessing is numpy-only and lives in s2mnet.deploy (the onnxruntime predictor shares it).
+__all__ = ["SegmentationDataset", "normalize", "prepare_intensities", "preprocess"]
+
 # Resize-mode training crops cover ≥ 50 % of the area, i.e. ≥ 0.71 of a side: cached copies keep
 # 1.5 × the training size on their short side so crops are never upsampled much.
 _CACHE_SIDE_FACTOR = 1.5
-# Images whose brightest pixel is below this (12-bit data in 16-bit files, very dark 8-bit images) are
-# divided by their maximum, so brightness/contrast augmentation acts on the scale it does for 8-bit data.
-_DIM_PEAK = 0.25
 _DEFAULT_FOREGROUND_BIAS = 2 / 3
-
-
-def prepare_intensities(image: np.ndarray, plan: dict) -> np.ndarray:
-    """Channel choice and contrast enhancement: ``(H, W, C)`` [0, 1] → ``(H, W, in_channels)`` [0, 1]."""
-    from skimage.exposure import equalize_adapthist
-
-    image = np.asarray(image, np.float32)
-    peak = float(image.max())
-    if 0 < peak < _DIM_PEAK:  # e.g. 12-bit data in 16-bit files: bring to the range augmentation expects
-        image = image / peak
-    if plan.get("preprocess") == "green_clahe":
-        green = image[..., 1] if image.shape[-1] == 3 else image[..., 0]
-        image = equalize_adapthist(green, clip_limit=0.01).astype(np.float32)[..., None]
-    channels = int(plan.get("in_channels", image.shape[-1]))
-    if image.shape[-1] == channels:
-        return image
-    if channels == 3 and image.shape[-1] == 1:
-        return np.repeat(image, 3, axis=-1)
-    if channels == 1 and image.shape[-1] == 3:
-        return (image @ _LUMA)[..., None]
-    raise ValueError(f"cannot convert a {image.shape[-1]}-channel image to {channels} channels")
-
-
-def normalize(image: np.ndarray) -> np.ndarray:
-    """Per-image, per-channel z-score of an ``(H, W, C)`` array."""
-    mean = image.mean(axis=(0, 1), keepdims=True)
-    std = image.std(axis=(0, 1), keepdims=True)
-    return ((image - mean) / np.maximum(std, 1e-6)).astype(np.float32)
-
-
-def preprocess(image: np.ndarray, plan: dict) -> np.ndarray:
-    """Inference-time preprocessing of a :func:`read_image` array: ``(H, W, in_channels)`` float32."""
-    return normalize(prepare_intensities(image, plan))
 
 
 def _train_transforms(plan: dict, channels: int) -> list:
@@ -102,7 +70,8 @@ class SegmentationDataset(Dataset):
     """Cases → tensors for training or evaluation, following a plan from :func:`make_plan`.
 
     Items: ``{"image": (C, H, W) float32, "mask": (1, H, W) float32 {0, 1} (binary) or int64 class
-    indices, "fov": (1, H, W) bool (all True without a FOV mask), "case_id": str}``.
+    indices, or (C, H, W) float32 {0, 1} regions (multi-label, :mod:`s2mnet.data.labels`), "fov":
+    (1, H, W) bool (all True without a FOV mask), "case_id": str}``.
 
     Training: ``len`` is ``plan["samples_per_epoch"]`` (virtual epoch; case = index mod n) or the number
     of cases; items are augmented crops of ``plan["size"]`` (resize mode) or patches of
@@ -120,13 +89,15 @@ class SegmentationDataset(Dataset):
     ) -> None:
         if not cases:
             raise ValueError("SegmentationDataset needs at least one case")
+        if train and plan.get("skip_empty_slices", True):  # NIfTI slices without foreground (docs/data.md)
+            cases = [c for c in cases if c.slice is None or c.slice.foreground] or list(cases)
         self.cases = list(cases)
         self.plan = plan
         self.train = train
         self.seed = seed
         self.native = native
         self.epoch = 0
-        self.multiclass = int(plan.get("num_classes", 1)) > 1
+        self.label_mode = label_mode(plan)
         self.mode = plan.get("mode", "resize")
         self.size = int(plan.get("size") or 0) or None
         self.patch_size = int(plan.get("patch_size") or 0) or None
@@ -160,8 +131,8 @@ class SegmentationDataset(Dataset):
             image, mask, fov = self._cache[position]
             return image.astype(np.float32), mask, fov
         case = self.cases[position]
-        image = prepare_intensities(read_image(case.image), self.plan)
-        mask = read_mask(case.masks, multiclass=self.multiclass)
+        image = prepare_intensities(read_image(case), self.plan)
+        mask = read_label_map(case, self.plan)  # regions are applied after augmentation
         if image.shape[:2] != mask.shape:
             raise DataError(
                 f"{case.masks[0]}: mask size {mask.shape[1]}x{mask.shape[0]} differs from image "
@@ -194,8 +165,12 @@ class SegmentationDataset(Dataset):
             out = self.transform(image=image, mask=mask, fov=fov.astype(np.uint8))
             image, mask, fov = out["image"], out["mask"], out["fov"].astype(bool)
         image = normalize(image)
-        mask_tensor = torch.from_numpy(np.ascontiguousarray(mask)).unsqueeze(0)
-        mask_tensor = mask_tensor.long() if self.multiclass else mask_tensor.float()
+        mask_tensor = torch.from_numpy(np.ascontiguousarray(target_array(mask, self.plan)))
+        if self.label_mode == "multilabel":
+            mask_tensor = mask_tensor.float()  # (C, H, W) regions
+        else:
+            mask_tensor = mask_tensor.unsqueeze(0)
+            mask_tensor = mask_tensor.long() if self.label_mode == "multiclass" else mask_tensor.float()
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "mask": mask_tensor,

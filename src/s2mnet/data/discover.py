@@ -8,10 +8,13 @@ The pairing is a set of general rules, not per-dataset special cases (docs/data.
    (``masks``, ``labels``, ``gt``, ``ground truth``, ``1st_manual``, ``segmentation``, ...), image
    (``images``, ``img``, ``original``, ``input``, ...). A generic ``mask`` folder next to a folder with
    a stronger annotation word (``1st_manual``, ``manual1``, ``gt``) holds field-of-view masks (DRIVE and
-   HRF as distributed). Folders without a role word are *mixed*: the file-name suffix decides.
+   HRF as distributed). A strong annotation folder holding files also counts next to a folder of
+   images without a role word (ETIS-LaribPolypDB's ``ETIS-LaribPolypDB/`` beside ``Ground Truth/``).
+   Folders without a role word are *mixed*: the file-name suffix decides.
 2. **Suffixes.** A mask's stem minus a mask suffix (``_mask``, ``_lesion``, ``_segmentation``,
    ``_1stHO``, ``_manual1``, ``.ah``, ``_gt``, ``_label``, ... optionally numbered: ``_mask_1``), or
-   minus a mask prefix (``mask_``, ``gt_``, ``label_``, ``seg_``), is its key; several masks with one
+   minus a mask prefix (``mask_``, ``gt_``, ``label_``, ``seg_``, ``p`` before a number as ETIS's
+   ``p1.tif``), is its key; several masks with one
    key are united. A field-of-view stem minus ``_mask``/``_fov``/``_roi`` is its key. Second-observer
    suffixes (``_2ndHO``, ``_manual2``, ``.vk``) and auxiliary files (``_superpixels``, ``_thumbnail``,
    ``_overlay``, ``_preview``) are ignored.
@@ -25,7 +28,8 @@ The pairing is a set of general rules, not per-dataset special cases (docs/data.
    split folders whose images have no mask at all (a test set distributed without annotations), are
    only reported (``DatasetIndex.ignored``).
 4. **Splits.** Folder words ``train``/``training``, ``val``/``validation``, ``test``/``testing`` (or, when
-   every image stem carries one, such a word in the file names, as DRIVE's ``21_training``) give the
+   every image stem carries one, such a word in the file names, as DRIVE's ``21_training`` or GlaS's
+   camelCase ``testA_1``) give the
    dataset's published split, stored as ``DatasetIndex.known_split``.
 """
 
@@ -36,11 +40,16 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from s2mnet.data.io import LOSSY_EXTENSIONS, file_stem, image_extension, is_image_file, read_raw
 from s2mnet.errors import DataError
+
+if TYPE_CHECKING:
+    from s2mnet.data.formats.labels import LabelMap
+    from s2mnet.data.formats.nifti import VolumeSlice
 
 SECOND_OBSERVER_WORDS = frozenset({"2nd", "second", "manual2", "2ndho", "vk", "observer2", "2ndmanual"})
 FOV_WORDS = frozenset({"fov", "roi", "fieldofview"})
@@ -92,7 +101,10 @@ _IMAGE_SUFFIX = re.compile(
     re.IGNORECASE,
 )
 # Prefix forms of the same words: mask_001.png, gt_001.png ↔ img_001.png, 001.png.
-_MASK_PREFIX = re.compile(r"^(?:masks?|gt|labels?|seg|segmentation|annotations?|anno)[_\-. ]", re.IGNORECASE)
+# ``p`` directly before a number (ETIS-LaribPolypDB's ``Ground Truth/p1.tif`` ↔ ``1.tif``) is one too.
+_MASK_PREFIX = re.compile(
+    r"^(?:(?:masks?|gt|labels?|seg|segmentation|annotations?|anno)[_\-. ]|p(?=\d+$))", re.IGNORECASE
+)
 _IMAGE_PREFIX = re.compile(r"^(?:images?|img|orig|original|input|raw)[_\-. ]", re.IGNORECASE)
 _MAX_LISTED = 8
 _MAX_DEPTH = 6
@@ -106,6 +118,14 @@ class Case:
     image: Path
     masks: tuple[Path, ...]
     fov: Path | None = None
+    #: further channel files stacked after ``image`` (nnU-Net ``_0001``..., NIfTI modalities).
+    channels: tuple[Path, ...] = ()
+    #: for a slice of NIfTI volumes (``image``, ``channels``, ``masks[0]``): axis, index, foreground.
+    slice: VolumeSlice | None = None
+    #: the unit that splits keep together (a volume's id for its slices); ``None`` → the case itself.
+    group: str | None = None
+    #: how mask values or colours map to classes (nnU-Net labels, colour palette, NIfTI label values).
+    labels: LabelMap | None = None
 
 
 @dataclass
@@ -132,6 +152,8 @@ class DatasetIndex:
     known_split: dict | None = None
     ignored: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    classes: list[str] | None = None  # class names (nnU-Net dataset.json, palette.json), background first
+    labels: LabelMap | None = None  # the label map shared by the cases, stored in run.json
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -250,13 +272,17 @@ def _role_folders(root: Path, files: list[Path]) -> tuple[set[Path], set[Path]]:
     by_parent: dict[Path, list[Path]] = defaultdict(list)
     for folder in folders:
         by_parent[folder.parent].append(folder)
+    holding = {f.parent for f in files}
     roles, fov = set(), set()
     for folder in folders:
         role, strong = _folder_role(folder.name)
         if role is None:
             continue
-        sibling_roles = [_folder_role(s.name) for s in by_parent[folder.parent] if s != folder]
-        if role == "ignored" or any(r[0] not in (None, role) for r in sibling_roles):
+        siblings = [s for s in by_parent[folder.parent] if s != folder]
+        sibling_roles = [_folder_role(s.name) for s in siblings]
+        beside_other_role = any(r[0] not in (None, role) for r in sibling_roles)
+        beside_plain = role == "mask" and strong and _beside_plain_images(folder, siblings, holding)
+        if role == "ignored" or beside_other_role or beside_plain:
             roles.add(folder)
         if role == "mask" and not strong and ("mask", True) in sibling_roles:
             fov.add(folder)
@@ -268,6 +294,18 @@ def _role_folders(root: Path, files: list[Path]) -> tuple[set[Path], set[Path]]:
         if folder.name.casefold() in fov_names:
             fov.add(folder)
     return roles, fov
+
+
+def _beside_plain_images(folder: Path, siblings: list[Path], holding: set[Path]) -> bool:
+    """A strong annotation folder holding files beside a folder of images without a role word.
+
+    ETIS-LaribPolypDB as distributed: ``ETIS-LaribPolypDB/1.tif`` (or the images in the parent folder
+    itself) next to ``Ground Truth/p1.tif``.
+    """
+    if folder not in holding:
+        return False
+    plain = [s for s in siblings if s in holding and _folder_role(s.name)[0] is None]
+    return bool(plain) or folder.parent in holding
 
 
 def _normalise_numbers(key: str) -> str:
@@ -422,7 +460,7 @@ def _known_split(pairs: list[tuple], ids: list[str]) -> tuple[dict | None, str |
 
 
 def _stem_split(stem: str) -> str | None:
-    words = [w.lower() for w in re.split(r"[^0-9A-Za-z]+", stem) if w]
+    words = _words(stem)  # camelCase counts: GlaS's testA_1 is a test image
     for split, split_words in SPLIT_WORDS.items():
         if any(w in split_words for w in words):
             return split
@@ -467,6 +505,11 @@ def discover(root: str | os.PathLike) -> DatasetIndex:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
+    from s2mnet.data.formats import apply_palette, discover_format
+
+    special = discover_format(root)  # nnU-Net raw datasets and NIfTI volumes (docs/data.md, "Formats")
+    if special is not None:
+        return special
     paths = _walk_images(root)
     if not paths:
         raise DataError(f"{root}: no image files found (supported: PNG, JPEG, TIFF, BMP, GIF, PPM)")
@@ -517,7 +560,7 @@ def discover(root: str | os.PathLike) -> DatasetIndex:
     num_classes = infer_num_classes(cases)
     if num_classes > 1:
         notes.append(f"masks are integer class maps: {num_classes} classes")
-    return DatasetIndex(root, cases, layout, num_classes, known_split, ignored, notes)
+    return apply_palette(DatasetIndex(root, cases, layout, num_classes, known_split, ignored, notes))
 
 
 def _layout_name(images: list[_File], fovs: list[_File]) -> str:

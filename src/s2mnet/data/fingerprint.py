@@ -22,6 +22,9 @@ Plan rules (:func:`make_plan`; each choice is stored with its reason in ``plan["
 - ``in_channels`` 1 for green-channel preprocessing or when most images are grey (grey files, or RGB
   files whose three channels are equal, as most BUSI ultrasound images), else 3; ``num_classes`` from the
   masks; ``loss="masl"``.
+- ``label_mode`` "binary" | "multiclass" | "multilabel" and ``regions`` {name: [label values]}
+  (:mod:`s2mnet.data.labels`): from ``num_classes`` unless set; regions decide ``num_classes`` (the
+  number of output channels) and ``classes``.
 - budget: GPU — batch 8, 150 epochs, virtual epoch = 30 × the training cases for sets under 1000
   (PAPER.md §4: small sets "expanded ×30"), full augmentation; CPU — batch 8, 40 epochs, virtual epoch
   of 4 × the training cases clamped to 64..512 samples, light augmentation.
@@ -35,7 +38,9 @@ from collections import Counter
 import numpy as np
 
 from s2mnet.data.discover import DatasetIndex
-from s2mnet.data.io import decode_mask, image_size, read_raw
+from s2mnet.data.formats.nifti import case_modalities
+from s2mnet.data.io import case_image_size, image_size, read_case_raw, read_mask
+from s2mnet.data.labels import resolve_label_mode
 from s2mnet.data.splits import make_splits
 from s2mnet.errors import DataError, S2MError
 
@@ -44,6 +49,7 @@ DESCRIPTOR_SAMPLES = 32
 THIN_TUBULARITY = 0.3
 LARGE_SIDE = 512
 GREY_AS_COLOUR = "grey stored as colour"
+MULTI_CHANNEL = "channel files"  # one file per channel / modality (nnU-Net, NIfTI), stacked
 FOREGROUND_BIAS = 0.667  # 2 of 3 training patches centred on foreground
 _DESCRIPTOR_BATCH = 16
 _CROP_MARGIN = 12
@@ -59,6 +65,9 @@ PLAN_KEYS = (
     "use_fov",
     "in_channels",
     "num_classes",
+    "label_mode",
+    "regions",
+    "skip_empty_slices",
     "loss",
     "batch_size",
     "epochs",
@@ -140,17 +149,10 @@ def fingerprint(index: DatasetIndex, descriptors: bool = True) -> dict:
     depths: Counter = Counter()
     binary_masks = []
     largest_class = 0
+    file_channels = 0
     for case in index.cases:
-        mask = None
-        for path in case.masks:
-            decoded = decode_mask(read_raw(path, palette_indices=multiclass), path, multiclass=multiclass)
-            if mask is not None and decoded.shape != mask.shape:
-                raise DataError(
-                    f"{path}: size {decoded.shape[1]}x{decoded.shape[0]} differs from {case.masks[0].name}"
-                )
-            mask = decoded if mask is None else np.maximum(mask, decoded)
-        assert mask is not None
-        height, width = image_size(case.image)
+        mask = read_mask(case, multiclass=multiclass)  # label maps, channel files, NIfTI slices too
+        height, width = case_image_size(case)
         if (height, width) != mask.shape:
             raise DataError(
                 f"{case.masks[0]}: mask size {mask.shape[1]}x{mask.shape[0]} differs from image "
@@ -161,8 +163,9 @@ def fingerprint(index: DatasetIndex, descriptors: bool = True) -> dict:
             raise DataError(
                 f"{case.fov}: field-of-view size {fov_w}x{fov_h} differs from image {case.image.name}"
             )
-        raw = read_raw(case.image)
-        channels[_channel_kind(raw)] += 1
+        raw = read_case_raw(case)
+        channels[MULTI_CHANNEL if case.channels else _channel_kind(raw)] += 1
+        file_channels = raw.shape[-1] if case.channels else 0
         depths[f"{np.dtype(raw.dtype).itemsize * 8}-bit"] += 1
         heights.append(height)
         widths.append(width)
@@ -194,6 +197,13 @@ def fingerprint(index: DatasetIndex, descriptors: bool = True) -> dict:
         "train_cases": len(make_splits(index)["train"]),
         "descriptors": None,
         "per_case": per_case,
+        # docs/data.md "Formats": stacked channel files, class names and label map, volume slices
+        "image_channels": file_channels or None,
+        "classes": index.classes,
+        "labels": index.labels.to_json() if index.labels is not None else None,
+        "volume_slices": sum(c.slice is not None for c in index.cases),
+        "slice_axis": next((c.slice.axis for c in index.cases if c.slice is not None), None),
+        "modalities": case_modalities(index.cases[0]) if index.cases else None,
     }
     if descriptors and non_empty:
         sampled = [
@@ -354,16 +364,33 @@ def make_plan(fp: dict, device: str = "cpu", overrides: dict | None = None) -> d
             ", resized crop" if plan["mode"] == "resize" else ""
         )
         choose("augment", "light", f"CPU budget: {light}")
+    _format_choices(fp, choose)
     for key, value in (overrides or {}).items():
         if value is None:
             continue
         if key not in PLAN_KEYS:
             raise S2MError(f"unknown plan setting {key!r} (known: {', '.join(PLAN_KEYS)})")
         choose(key, value, "set by flag")
+    resolve_label_mode(plan, reasons)
     _complete(plan, reasons, gpu, colour)
     plan["reasons"] = reasons
     plan["device"] = "gpu" if gpu else "cpu"
     return plan
+
+
+def _format_choices(fp: dict, choose) -> None:
+    """Plan entries of the formats of docs/data.md "Formats" (channel files, class names, NIfTI slices)."""
+    if fp.get("image_channels"):
+        channels = fp["image_channels"]
+        choose("in_channels", channels, f"{channels} channel files per case, stacked")
+    if fp.get("classes"):
+        choose("classes", fp["classes"], "class names of the dataset (dataset.json / palette.json)")
+    if fp.get("labels"):
+        choose("labels", fp["labels"], "stored label values / colours, used to write predictions back")
+    if fp.get("volume_slices"):
+        choose("skip_empty_slices", True, "NIfTI volumes: training skips slices without foreground")
+        choose("slice_axis", fp["slice_axis"], "NIfTI volumes: slicing axis (s2m predict uses it too)")
+        choose("modalities", fp["modalities"], "NIfTI volumes: modality file suffixes, stacked in this order")
 
 
 def _complete(plan: dict, reasons: dict, gpu: bool, colour: bool) -> None:

@@ -33,11 +33,15 @@ import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from s2mnet.errors import DataError
+
+if TYPE_CHECKING:
+    from s2mnet.data.discover import Case
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".pgm", ".pnm")
 LOSSY_EXTENSIONS = (".jpg", ".jpeg")
@@ -174,14 +178,18 @@ def _to_unit_float(array: np.ndarray, path: Path) -> np.ndarray:
     raise DataError(f"{path}: unsupported pixel type {array.dtype}")
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_image(path: str | os.PathLike | Case) -> np.ndarray:
     """Read an image as ``(H, W, C)`` float32 in [0, 1] with C = 1 (grey) or 3 (colour).
+
+    A :class:`~s2mnet.data.discover.Case` is read with :func:`read_case_image` (channel files, slices).
 
     RGBA drops alpha, grey+alpha drops alpha; 16-bit data is divided by 65535.
 
     Raises:
         DataError: unreadable, truncated or unsupported file, naming it.
     """
+    if _is_case(path):
+        return read_case_image(path)
     path = Path(path)
     array = read_raw(path)
     if array.ndim == 2:
@@ -259,8 +267,12 @@ def _values(values: np.ndarray, limit: int = 8) -> str:
     return "{" + shown + (", …" if values.size > limit else "") + "}"
 
 
-def read_mask(paths: str | os.PathLike | Sequence[str | os.PathLike], multiclass: bool = False) -> np.ndarray:
+def read_mask(
+    paths: str | os.PathLike | Sequence[str | os.PathLike] | Case, multiclass: bool = False
+) -> np.ndarray:
     """Read one or several mask files for an image and return ``(H, W)`` uint8.
+
+    A :class:`~s2mnet.data.discover.Case` is read with :func:`read_case_mask` (label maps, slices).
 
     Binary: the union (logical OR) of the decoded files, values {0, 1}. Multi-class: the class-index
     map (several files are merged by taking the maximum class index).
@@ -268,6 +280,8 @@ def read_mask(paths: str | os.PathLike | Sequence[str | os.PathLike], multiclass
     Raises:
         DataError: unreadable files, undecodable values, or files of different sizes.
     """
+    if _is_case(paths):
+        return read_case_mask(paths, multiclass)
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if not paths:
@@ -310,3 +324,73 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
             return image.size[1], image.size[0]
     except Exception as error:  # any decoder failure is a user-file problem here
         raise DataError(f"{path}: cannot read the file header ({_short(error)})") from error
+
+
+def read_case_image(case: Case) -> np.ndarray:
+    """A case's image as ``(H, W, C)`` float32 in [0, 1], whatever its format (docs/data.md, "Formats").
+
+    Plain cases: :func:`read_image`. Channel files (nnU-Net ``_0000``, ``_0001``…, NIfTI modalities)
+    are stacked along C; slices of NIfTI volumes are read from the (cached, per-volume normalised) volume.
+
+    Raises:
+        DataError: unreadable files, or channel files whose sizes differ, naming the file.
+    """
+    if case.slice is None and not case.channels:
+        return read_image(case.image)
+    parts = []
+    for path in (case.image, *case.channels):
+        if case.slice is not None:
+            from s2mnet.data.formats.nifti import read_image_slice
+
+            part = read_image_slice(path, case.slice.axis, case.slice.index)[..., None]
+        else:
+            part = read_image(path)
+        if parts and part.shape[:2] != parts[0].shape[:2]:
+            raise DataError(
+                f"{path}: size {part.shape[1]}x{part.shape[0]} differs from channel file {case.image.name} "
+                f"({parts[0].shape[1]}x{parts[0].shape[0]})"
+            )
+        parts.append(part)
+    return np.ascontiguousarray(np.concatenate(parts, axis=-1))
+
+
+def read_case_raw(case: Case) -> np.ndarray:
+    """The stored pixels of a plain case's image (:func:`read_raw`), else :func:`read_case_image`."""
+    return read_raw(case.image) if case.slice is None and not case.channels else read_case_image(case)
+
+
+def case_image_size(case: Case) -> tuple[int, int]:
+    """``(height, width)`` of a case's image (header only for plain files)."""
+    return image_size(case.image) if case.slice is None else read_case_image(case).shape[:2]
+
+
+def read_case_mask(case: Case, multiclass: bool = False) -> np.ndarray:
+    """A case's mask ``(H, W)`` uint8: class indices through ``case.labels`` when set, else :func:`read_mask`.
+
+    Raises:
+        DataError: unreadable files, or values/colours not in the case's label map (naming file and value).
+    """
+    if case.slice is not None:
+        from s2mnet.data.formats.nifti import read_label_slice
+
+        raw = read_label_slice(case.masks[0], case.slice.axis, case.slice.index)
+        if case.labels is None:
+            return decode_mask(raw, case.masks[0], multiclass=multiclass)
+        return case.labels.encode(raw, case.masks[0])
+    if case.labels is None:
+        return read_mask(case.masks, multiclass=multiclass)
+    result = None
+    for path in case.masks:
+        decoded = case.labels.encode(read_raw(path, palette_indices=case.labels.colours is None), path)
+        if result is not None and decoded.shape != result.shape:
+            raise DataError(
+                f"{path}: size {decoded.shape[1]}x{decoded.shape[0]} differs from {case.masks[0].name}"
+            )
+        result = decoded if result is None else np.maximum(result, decoded)
+    return result
+
+
+def _is_case(source: object) -> bool:
+    from s2mnet.data.discover import Case
+
+    return isinstance(source, Case)

@@ -12,6 +12,8 @@ Rules (docs/data.md):
 - A user split file ``{"train": [...], "val": [...], "test": [...]}`` may name cases by id, image file
   name or image stem; unknown names, overlaps, or a missing ``train`` raise :class:`DataError`. A
   missing ``val`` is carved from ``train`` as above.
+- Cases of one ``group`` (the slices of a NIfTI volume) are always in the same part: random splits and
+  carving draw groups, and a split file naming a volume (its id or file name) takes all its slices.
 """
 
 from __future__ import annotations
@@ -45,17 +47,45 @@ def make_splits(
     index: DatasetIndex, seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15
 ) -> dict:
     """Return ``{"train", "val", "test": [case ids], "source": str, "seed": int}`` (deterministic)."""
-    ids = [case.case_id for case in index.cases]
+    group_of = _groups(index)
     if index.known_split:
         split = {name: list(index.known_split.get(name, [])) for name in SPLIT_NAMES}
         source = f"published split ({index.known_split.get('source', 'dataset')})"
         if not split["test"]:
-            split["train"], split["test"] = _carve(split["train"], test_fraction, seed, 2)
+            split["train"], split["test"] = _carve_groups(split["train"], test_fraction, seed, 2, group_of)
             source += f"; test carved from train ({test_fraction:.0%}, seed {seed})"
         if not split["val"]:
-            split["train"], split["val"] = _carve(split["train"], KNOWN_SPLIT_VAL_FRACTION, seed, 1)
+            split["train"], split["val"] = _carve_groups(
+                split["train"], KNOWN_SPLIT_VAL_FRACTION, seed, 1, group_of
+            )
             source += f"; val carved from train ({KNOWN_SPLIT_VAL_FRACTION:.0%}, seed {seed})"
         return {**split, "source": source, "seed": seed}
+    units = list(dict.fromkeys(group_of.values()))
+    split = _random_split(units, seed, val_fraction, test_fraction)
+    members: dict[str, list[str]] = {}
+    for case_id, unit in group_of.items():
+        members.setdefault(unit, []).append(case_id)
+    return {**split, **{name: [i for unit in split[name] for i in members[unit]] for name in SPLIT_NAMES}}
+
+
+def _groups(index: DatasetIndex) -> dict[str, str]:
+    """``{case id: splitting unit}``: the case's ``group`` (a volume's slices) or the case itself."""
+    return {case.case_id: getattr(case, "group", None) or case.case_id for case in index.cases}
+
+
+def _carve_groups(
+    ids: list[str], fraction: float, seed: int, salt: int, group_of: dict[str, str]
+) -> tuple[list[str], list[str]]:
+    """:func:`_carve` over the groups of ``ids`` (cases without a group are their own group)."""
+    units = list(dict.fromkeys(group_of.get(i, i) for i in ids))
+    _, moved_units = _carve(units, fraction, seed, salt)
+    moved = set(moved_units)
+    kept = [i for i in ids if group_of.get(i, i) not in moved]
+    return kept, [i for i in ids if group_of.get(i, i) in moved]
+
+
+def _random_split(ids: list[str], seed: int, val_fraction: float, test_fraction: float) -> dict:
+    """The seeded 70/15/15 split of the module docstring over ``ids`` (cases or groups)."""
     n = len(ids)
     if n == 1:
         return {
@@ -120,15 +150,23 @@ def load_splits(path: str | os.PathLike, index: DatasetIndex | None = None, seed
             raise DataError(f'{path}: "{name}" must be a list of case names')
     split = {name: list(data.get(name, [])) for name in SPLIT_NAMES}
     if index is not None:
-        lookup: dict[str, str] = {}
+        lookup: dict[str, list[str]] = {}
         for case in index.cases:
-            for alias in (case.image.name, file_stem(case.image), case.case_id):
-                lookup[alias] = case.case_id
+            group = getattr(case, "group", None)
+            for alias in (case.image.name, file_stem(case.image), *([group] if group else [])):
+                if group:  # a volume's id or file name names all its slices
+                    lookup.setdefault(alias, []).append(case.case_id)
+                else:
+                    lookup[alias] = [case.case_id]
+        for case in index.cases:
+            lookup[case.case_id] = [case.case_id]
         unknown = [name for part in split.values() for name in part if name not in lookup]
         if unknown:
             shown = ", ".join(unknown[:8]) + (f", … ({len(unknown) - 8} more)" if len(unknown) > 8 else "")
             raise DataError(f"{path}: {len(unknown)} unknown case names: {shown}")
-        split = {name: [lookup[x] for x in part] for name, part in split.items()}
+        split = {
+            name: list(dict.fromkeys(i for x in part for i in lookup[x])) for name, part in split.items()
+        }
     seen: dict[str, str] = {}
     for name, part in split.items():
         for case_id in part:
@@ -137,6 +175,9 @@ def load_splits(path: str | os.PathLike, index: DatasetIndex | None = None, seed
             seen[case_id] = name
     source = str(data.get("source", f"user split file {path.name}"))
     if not split["val"]:
-        split["train"], split["val"] = _carve(split["train"], KNOWN_SPLIT_VAL_FRACTION, seed, 1)
+        group_of = _groups(index) if index is not None else {}
+        split["train"], split["val"] = _carve_groups(
+            split["train"], KNOWN_SPLIT_VAL_FRACTION, seed, 1, group_of
+        )
         source += f"; val carved from train ({KNOWN_SPLIT_VAL_FRACTION:.0%}, seed {seed})"
     return {**split, "source": source, "seed": int(data.get("seed", seed))}

@@ -12,6 +12,10 @@ plan uses one (fundus). Outputs, all written atomically into ``out_dir`` (defaul
   (every case's metrics, for paired comparisons between runs);
 * ``cases.csv``: one row per case;
 * ``overlays/``: PNGs of the best and the worst cases by Dice; ``report.md``: summary and pictures.
+
+The ground truth is read in the plan's label mode (:func:`s2mnet.data.labels.read_target`): multi-label
+runs are scored per region (``per_class`` keyed by region name, top level = mean over regions) and their
+overlays colour each pixel by the first region it belongs to.
 """
 
 from __future__ import annotations
@@ -73,7 +77,8 @@ def evaluate_run(
         RunError: missing or incomplete run folder. DataError: missing dataset, unreadable files, case
             ids of the split absent from the dataset. S2MError: unknown or empty split.
     """
-    from s2mnet.data import discover, read_fov, read_image, read_mask
+    from s2mnet.data import discover, read_fov, read_image
+    from s2mnet.data.labels import is_multilabel, label_mode, read_target, region_names
 
     if split not in SPLITS:
         raise S2MError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -82,6 +87,7 @@ def evaluate_run(
     model, config = load_model(run_dir, which=which, device=device)
     plan = run_plan(run_dir, config)
     num_classes = int(plan.get("num_classes", config.get("num_classes", 1)))
+    regions = region_names(plan) if is_multilabel(plan) else None
     tubular = bool(plan.get("tubular", plan.get("mode") == "patch"))
 
     run_data = config.get("data")
@@ -110,11 +116,11 @@ def evaluate_run(
 
         iterator = tqdm(cases, desc="evaluate", unit="image")
     for case in iterator:
-        image = read_image(case.image)
-        truth = read_mask(case.masks, multiclass=num_classes > 1)
-        if truth.shape != image.shape[:2]:
+        image = read_image(case)
+        truth = read_target(case, plan)
+        if truth.shape[-2:] != image.shape[:2]:
             raise DataError(
-                f"{case.masks[0]}: mask size {truth.shape[1]}x{truth.shape[0]} differs from the image "
+                f"{case.masks[0]}: mask size {truth.shape[-1]}x{truth.shape[-2]} differs from the image "
                 f"{case.image.name} ({image.shape[1]}x{image.shape[0]})"
             )
         fov = read_fov(case.fov) if plan.get("use_fov") and case.fov is not None else None
@@ -122,13 +128,15 @@ def evaluate_run(
         pred = predict_mask(model, image, plan, tta=tta, device=device)
         if fov is not None:
             pred = np.where(fov, pred, 0).astype(np.uint8)
-        metrics = case_metrics(pred, truth, num_classes=num_classes, fov=fov, tubular=tubular)
+        metrics = case_metrics(
+            pred, truth, num_classes=num_classes, fov=fov, tubular=tubular, regions=regions
+        )
         rows.append(
             {
                 "case_id": case.case_id,
                 **metrics,
-                "truth_pixels": int((truth > 0).sum()),
-                "pred_pixels": int((pred > 0).sum()),
+                "truth_pixels": _foreground_pixels(truth),
+                "pred_pixels": _foreground_pixels(pred),
             }
         )
         kept[case.case_id] = pred
@@ -149,12 +157,15 @@ def evaluate_run(
         "tubular": tubular,
         "threshold": THRESHOLD,
         "num_classes": num_classes,
+        "label_mode": label_mode(plan),
         "empty_policy": EMPTY_POLICY,
         "run": str(run_dir),
         "data": str(data_path),
         "checkpoint": which,
     }
-    if isinstance(config.get("classes"), list):
+    if regions is not None:
+        result["regions"] = plan["regions"]
+    elif isinstance(config.get("classes"), list):
         result["class_names"] = {str(i): name for i, name in enumerate(config["classes"])}
     result["cases"] = rows
 
@@ -177,6 +188,8 @@ def predict_mask(
 ) -> np.ndarray:
     """Hard mask ``(H, W)`` uint8 of one image as read by ``s2mnet.data.read_image``, at its own size.
 
+    Multi-label plans give ``(C, H, W)`` region masks (each channel thresholded at 0.5).
+
     Preprocesses with ``s2mnet.data.preprocess`` (the same function as training); if that changes the
     size, the probabilities are resized back (bilinear) before thresholding.
     """
@@ -186,7 +199,7 @@ def predict_mask(
     probs = predict_probs(model, _channels_first(preprocess(image, plan)), plan, tta=tta, device=device)
     if probs.shape[-2:] != (height, width):
         probs = F.interpolate(probs[None], size=(height, width), mode="bilinear", align_corners=False)[0]
-    return probs_to_mask(probs, THRESHOLD)
+    return probs_to_mask(probs, THRESHOLD, multilabel=plan.get("label_mode") == "multilabel")
 
 
 def run_plan(run_dir: Path, config: dict) -> dict:
@@ -204,6 +217,12 @@ def _channels_first(image: torch.Tensor | np.ndarray) -> torch.Tensor:
     if isinstance(image, torch.Tensor):
         return image.float()
     return torch.from_numpy(np.ascontiguousarray(np.asarray(image, np.float32).transpose(2, 0, 1)))
+
+
+def _foreground_pixels(mask: np.ndarray) -> int:
+    """Pixels in any foreground class or region (``(H, W)`` map or ``(C, H, W)`` region stack)."""
+    foreground = mask > 0
+    return int((foreground.any(axis=0) if foreground.ndim == 3 else foreground).sum())
 
 
 def _split_cases(index, split: str, run_dir: Path) -> list:
@@ -246,8 +265,12 @@ def _write_overlays(
     num_classes: int,
     plan: dict,
 ) -> list[tuple[str, Path]]:
-    from s2mnet.data import read_fov, read_image, read_mask
+    from s2mnet.data import read_fov, read_image
+    from s2mnet.data.labels import display_map, is_multilabel, read_target
 
+    multilabel = is_multilabel(plan)
+    if multilabel:  # overlays colour each pixel by the first region it belongs to (display_map)
+        num_classes += 1
     for stale in [*folder.glob("best*.png"), *folder.glob("worst*.png")]:  # pictures of an earlier evaluation
         stale.unlink()
     best, worst = _extremes(rows, count)
@@ -260,11 +283,14 @@ def _write_overlays(
             fov = read_fov(case.fov) if plan.get("use_fov") and case.fov is not None else None
             caption = f"{label} {rank}: {case_id} (Dice {dice[case_id]:.4f})"
             name = f"{label}{rank}_{_safe_name(case_id)}.png"
+            truth, pred = read_target(case, plan), kept[case_id]
+            if multilabel:
+                truth, pred = display_map(truth), display_map(pred)
             path = save_overlay(
                 folder / name,
-                read_image(case.image),
-                read_mask(case.masks, multiclass=num_classes > 1),
-                kept[case_id],
+                read_image(case),
+                truth,
+                pred,
                 title=caption,
                 num_classes=num_classes,
                 fov=fov,

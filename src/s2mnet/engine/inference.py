@@ -16,6 +16,9 @@ Test-time augmentation (paper §4, "optional 8-way TTA") averages the probabilit
 of the dihedral group (identity, 3 rotations by 90°, and the same after a horizontal flip), each
 undone before averaging. It is applied to every network input (the resized image, or each window), so
 it composes with both modes and costs 8 forward passes per input.
+
+Multi-label plans (``plan["label_mode"] == "multilabel"``, overlapping regions, :mod:`s2mnet.data.labels`)
+get one sigmoid per channel instead of a softmax, and :func:`probs_to_mask` thresholds each channel.
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ def predict_probs(
             power-of-two sizes, which SSTM's FFT does not guarantee).
 
     Returns:
-        ``(K, H, W)`` float32 probabilities on the CPU: sigmoid for one channel, softmax over K > 1.
+        ``(K, H, W)`` float32 probabilities on the CPU: sigmoid for one channel or a multi-label plan,
+        softmax over K > 1 otherwise.
     """
     x = torch.as_tensor(image, dtype=torch.float32)
     if x.ndim != 3:
@@ -66,7 +70,7 @@ def predict_probs(
     height, width = x.shape[-2:]
     x = x[None].to(device)
 
-    predictor: Predictor = _probabilities(model)
+    predictor: Predictor = _probabilities(model, multilabel=plan.get("label_mode") == "multilabel")
     if tta:
         predictor = _dihedral_average(predictor)
     mode = plan.get("mode", "resize")
@@ -91,29 +95,33 @@ def predict_probs(
     return probs[0].float().cpu()
 
 
-def probs_to_mask(probs: torch.Tensor, threshold: float = 0.5) -> np.ndarray:
+def probs_to_mask(probs: torch.Tensor, threshold: float = 0.5, multilabel: bool = False) -> np.ndarray:
     """Hard mask from :func:`predict_probs` output.
 
     Args:
         probs: ``(K, H, W)`` probabilities.
-        threshold: for one channel, foreground where ``p > threshold`` (paper: 0.5). Multi-class
-            masks take the argmax (no threshold).
+        threshold: for one channel (or each multi-label channel), foreground where ``p > threshold``
+            (paper: 0.5). Multi-class masks take the argmax (no threshold).
+        multilabel: threshold every channel independently (overlapping regions).
 
     Returns:
-        ``(H, W)`` uint8: {0, 1} for one channel, class indices 0..K-1 otherwise.
+        ``(H, W)`` uint8: {0, 1} for one channel, class indices 0..K-1 for multi-class; ``(K, H, W)``
+        uint8 {0, 1} region masks for multi-label.
     """
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
+    if multilabel:
+        return (probs > threshold).to(torch.uint8).cpu().numpy()
     mask = probs[0] > threshold if probs.shape[0] == 1 else probs.argmax(dim=0)
     return mask.to(torch.uint8).cpu().numpy()
 
 
-def _probabilities(model: nn.Module) -> Predictor:
-    """Network logits → probabilities (sigmoid for one channel, softmax over channels otherwise)."""
+def _probabilities(model: nn.Module, multilabel: bool = False) -> Predictor:
+    """Network logits → probabilities (sigmoid for one channel or multi-label, softmax otherwise)."""
 
     def predict(batch: torch.Tensor) -> torch.Tensor:
         logits = model(batch).float()
-        return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+        return torch.sigmoid(logits) if multilabel or logits.shape[1] == 1 else torch.softmax(logits, dim=1)
 
     return predict
 

@@ -19,6 +19,10 @@ to drop silently, so that an empty prediction could *improve* a mean):
 Every value is therefore finite, and :func:`summarize` averages over all cases, skipping nothing.
 With a field-of-view mask, pixels outside it are set to background in both masks before anything is
 computed, so every count (and every surface) lies inside the FOV.
+
+Multi-label runs (overlapping regions, :mod:`s2mnet.data.labels`) pass ``(C, H, W)`` region stacks and
+the region names: each region is scored as a binary mask, ``per_class`` is keyed by region name, and the
+top level is the mean over regions (BraTS: the mean of ET, TC and WT Dice).
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ def case_metrics(
     tubular: bool = False,
     spacing: float | Sequence[float] | None = None,
     distances: bool = True,
+    regions: Sequence[str] | None = None,
 ) -> dict:
     """Metrics of one image (see the module docstring for the empty-mask policy).
 
@@ -67,30 +72,44 @@ def case_metrics(
         tubular: also compute clDice (thin, tubular structures such as vessels).
         spacing: pixel size (one number or one per axis) for the distances; ``None`` → pixels.
         distances: compute HD95 and ASSD (the slow part); ``False`` for quick validation.
+        regions: multi-label: the C region names; ``pred`` and ``truth`` are then ``(C, H, W)`` {0, 1}
+            stacks (``num_classes`` is ignored).
 
     Returns:
         ``{"dice", "iou", "precision", "recall", ["hd95", "assd"], ["cldice"]}`` as floats; for
         multi-class also ``"per_class": {"1": {...}, ...}`` and the top-level values are the mean over
-        the foreground classes 1..K-1.
+        the foreground classes 1..K-1; for multi-label ``"per_class": {region name: {...}}`` and the mean
+        over regions.
     """
-    pred_arr = _as_int_array(pred)
-    truth_arr = _as_int_array(truth)
-    if pred_arr.shape != truth_arr.shape or pred_arr.ndim != 2:
+    pred_arr = _as_int_array(pred, stacked=regions is not None)
+    truth_arr = _as_int_array(truth, stacked=regions is not None)
+    expected_ndim = 2 if regions is None else 3
+    if pred_arr.shape != truth_arr.shape or pred_arr.ndim != expected_ndim:
+        layout = "(H, W)" if regions is None else "(C, H, W)"
         raise ValueError(
-            f"prediction {pred_arr.shape} and truth {truth_arr.shape} must be equal (H, W) shapes"
+            f"prediction {pred_arr.shape} and truth {truth_arr.shape} must be equal {layout} shapes"
         )
+    if regions is not None and len(regions) != pred_arr.shape[0]:
+        raise ValueError(f"{len(regions)} region names for {pred_arr.shape[0]} region masks")
     if fov is not None:
         inside = _as_int_array(fov).astype(bool)
-        if inside.shape != pred_arr.shape:
+        if inside.shape != pred_arr.shape[-2:]:
             raise ValueError(f"FOV {inside.shape} does not match the masks {pred_arr.shape}")
         pred_arr = np.where(inside, pred_arr, 0)
         truth_arr = np.where(inside, truth_arr, 0)
 
-    classes = [1] if num_classes == 1 else list(range(1, num_classes))
-    per_class = {
-        str(c): _binary_metrics(pred_arr == c, truth_arr == c, tubular, spacing, distances) for c in classes
-    }
-    if num_classes == 1:
+    if regions is not None:
+        per_class = {
+            name: _binary_metrics(pred_arr[c] > 0, truth_arr[c] > 0, tubular, spacing, distances)
+            for c, name in enumerate(regions)
+        }
+    else:
+        classes = [1] if num_classes == 1 else list(range(1, num_classes))
+        per_class = {
+            str(c): _binary_metrics(pred_arr == c, truth_arr == c, tubular, spacing, distances)
+            for c in classes
+        }
+    if num_classes == 1 and regions is None:
         return per_class["1"]
     names = next(iter(per_class.values())).keys()
     result: dict = {name: float(np.mean([m[name] for m in per_class.values()])) for name in names}
@@ -197,10 +216,12 @@ def _mean_std(rows: Sequence[dict]) -> dict[str, float]:
     return summary
 
 
-def _as_int_array(mask: np.ndarray | torch.Tensor) -> np.ndarray:
+def _as_int_array(mask: np.ndarray | torch.Tensor, stacked: bool = False) -> np.ndarray:
     if isinstance(mask, torch.Tensor):
         mask = mask.detach().cpu().numpy()
     mask = np.asarray(mask)
+    if stacked:  # (C, H, W) region masks; a leading batch axis of 1 is dropped
+        return (mask[0] if mask.ndim == 4 and mask.shape[0] == 1 else mask).astype(np.int64)
     if mask.ndim > 2 and math.prod(mask.shape[:-2]) == 1:  # (1, H, W) or (1, 1, H, W)
         mask = mask.reshape(mask.shape[-2:])
     return mask.astype(np.int64)

@@ -1,10 +1,14 @@
 """``s2m predict``: masks for new images with a trained run, at each image's original size.
 
 Every output is ``OUTPUT/<image stem>.png``: {0, 255} for binary runs, class indices 0..K-1 for
-multi-class runs (8-bit grey PNG). Before any work is done, all outputs are checked: an existing file is
-refused unless ``overwrite`` is set (nothing the user had is replaced silently), an output that would
-replace one of the input images is always refused, and two inputs with the same stem (``a.jpg`` and
-``a.png``) are refused because their masks would collide.
+multi-class runs (8-bit grey PNG). Inputs and outputs are checked before any work by
+:mod:`s2mnet.deploy.files` (shared with the onnxruntime predictor): nothing the user had is replaced
+silently, and colliding mask names are refused.
+
+Multi-label runs (overlapping regions, :mod:`s2mnet.data.labels`) write one {0, 255} mask per region,
+``OUTPUT/<region>/<stem>.png``, and, when the regions are nested or disjoint (BraTS ET ⊂ TC ⊂ WT), the
+label map rebuilt from them in the dataset's own values, ``OUTPUT/<stem>.png`` (BraTS: WT\\TC → 2,
+TC\\ET → 1, ET → 4; :func:`~s2mnet.data.labels.labels_from_regions`).
 
 No field-of-view mask is available for new images, so a fundus run's masks are not restricted to a FOV
 here (``s2m evaluate`` restricts its metrics to the dataset's FOV masks).
@@ -13,40 +17,42 @@ here (``s2m evaluate`` restricts its metrics to the dataset's FOV masks).
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
-from s2mnet.data.io import is_image_file, read_image
-from s2mnet.engine.checkpoint import load_model
+from s2mnet.data.formats.nnunet import group_channel_files, read_channel_files
+from s2mnet.data.labels import is_multilabel, labels_from_regions, paint_order
+from s2mnet.deploy.files import input_images, output_paths, write_mask
+from s2mnet.engine.checkpoint import load_model, read_run_config
 from s2mnet.engine.evaluate import predict_mask, run_plan
-from s2mnet.errors import DataError, S2MError
-from s2mnet.io_utils import atomic_write_with
 
 
 def predict_paths(
     run_dir: str | Path,
-    input_path: str | Path,
+    input_path: str | Path | Sequence[str | Path],
     output_dir: str | Path,
     tta: bool = False,
     overwrite: bool = False,
     device: str | torch.device | None = None,
     which: str = "best",
     progress: bool | None = None,
+    colours: bool = False,
 ) -> list[Path]:
     """Segment one image or every image of a folder and save the masks as PNG.
 
     Args:
         run_dir: a folder written by ``s2m train``.
-        input_path: an image file, or a folder whose image files (not its sub-folders) are segmented.
+        input_path: an image file, or a folder whose image files (not its sub-folders) are segmented,
+            or a list of those.
         output_dir: where the masks go (created if needed).
         tta: 8-way dihedral test-time augmentation.
         overwrite: allow replacing existing mask files of the same names.
         device: ``None`` → CUDA when available, else CPU.
         which: ``"best"`` or ``"last"`` checkpoint.
         progress: show a progress bar; ``None`` → when standard error is a terminal.
+        colours: write RGB masks in the colours of the run's ``palette.json`` (docs/data.md, "Formats").
 
     Returns:
         The written mask paths, in input order (sorted by file name for a folder).
@@ -56,61 +62,48 @@ def predict_paths(
             (naming the file). S2MError: an output that exists (without ``overwrite``), that would
             replace an input, or two inputs mapping to the same output name.
     """
-    inputs = _input_images(Path(input_path))
-    output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise S2MError(f"{output_dir}: exists and is not a folder; choose another output folder")
-    outputs = _output_paths(inputs, output_dir, overwrite)
+    from s2mnet.data.formats.nifti import predict_volumes, volume_inputs
+
+    volumes = volume_inputs(input_path)  # NIfTI inputs → label volumes (docs/data.md, "Formats")
+    if volumes:
+        return predict_volumes(run_dir, volumes, output_dir, tta, overwrite, device, which)
+    inputs = input_images(input_path)
+    plan = run_plan(Path(run_dir), read_run_config(Path(run_dir)))
+    # Several channel files per image (nnU-Net <case>_0000.png, _0001.png): one mask <case>.png.
+    channel_files = group_channel_files(inputs, int(plan.get("in_channels", 3)))
+    if len(channel_files) < len(inputs):
+        inputs = [files[0].with_name(f"{name}.png") for name, files in channel_files]
+    regions = plan.get("regions") if is_multilabel(plan) else None
+    with_label_map = regions is None or paint_order(regions) is not None
+    outputs = output_paths(inputs, output_dir, overwrite) if with_label_map else [None] * len(inputs)
+    region_outputs = [output_paths(inputs, Path(output_dir) / name, overwrite) for name in regions or {}]
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, config = load_model(run_dir, which=which, device=device)
-    plan = run_plan(Path(run_dir), config)
     binary = int(plan.get("num_classes", config.get("num_classes", 1))) == 1
 
-    pairs = list(zip(inputs, outputs, strict=True))
+    pairs = list(enumerate(zip(inputs, outputs, strict=True)))
     if progress or (progress is None and sys.stderr.isatty()):
         from tqdm import tqdm
 
         pairs = tqdm(pairs, desc="predict", unit="image")
     written = []
-    for source, target in pairs:
-        mask = predict_mask(model, read_image(source), plan, tta=tta, device=device)
-        picture = Image.fromarray((mask * 255 if binary else mask).astype(np.uint8))  # 2-D uint8 → grey "L"
-        atomic_write_with(target, lambda tmp, picture=picture: picture.save(tmp, format="PNG"))
+    for position, (_source, target) in pairs:
+        image = read_channel_files(channel_files[position][1])
+        mask = predict_mask(model, image, plan, tta=tta, device=device)
+        if regions is not None:
+            for region_paths, region_mask in zip(region_outputs, mask, strict=True):
+                region_paths[position].parent.mkdir(parents=True, exist_ok=True)
+                write_mask(region_paths[position], region_mask, binary=True)
+                written.append(region_paths[position])
+            if target is None:
+                continue
+            mask, binary = labels_from_regions(mask, regions), False
+        if colours:
+            from s2mnet.data.formats.palette import write_colour_mask
+
+            write_colour_mask(target, mask, plan)
+        else:
+            write_mask(target, mask, binary)
         written.append(target)
     return written
-
-
-def _input_images(input_path: Path) -> list[Path]:
-    if not input_path.exists():
-        raise DataError(f"{input_path}: input not found")
-    if input_path.is_file():
-        if not is_image_file(input_path):
-            raise DataError(f"{input_path}: not a supported image file")
-        return [input_path]
-    images = sorted(path for path in input_path.iterdir() if path.is_file() and is_image_file(path))
-    if not images:
-        raise DataError(f"{input_path}: no image files in this folder")
-    return images
-
-
-def _output_paths(inputs: list[Path], output_dir: Path, overwrite: bool) -> list[Path]:
-    outputs = [output_dir / f"{source.stem}.png" for source in inputs]
-    seen: dict[Path, Path] = {}
-    for source, target in zip(inputs, outputs, strict=True):
-        if target in seen:
-            raise S2MError(
-                f"{source}: its mask {target.name} would collide with the mask of {seen[target].name}"
-            )
-        seen[target] = source
-    input_set = {source.resolve() for source in inputs}
-    for target in outputs:
-        if target.resolve() in input_set:
-            raise S2MError(f"{target}: the mask would replace this input image; choose another output folder")
-    existing = [target for target in outputs if target.exists()]
-    if existing and not overwrite:
-        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-        raise S2MError(
-            f"{existing[0]}: already exists{more}; pass --overwrite to replace, or choose another folder"
-        )
-    return outputs

@@ -19,13 +19,20 @@ Choices the paper leaves open, and ours:
 
 The run folder is written as described in :mod:`s2mnet.engine.checkpoint`; ``run.json`` is written first
 (``"status": "running"``) and completed at the end, so an interrupted run is recognised and its best
-checkpoint stays usable. Distributed training and resuming are not implemented yet; the :class:`Trainer`
-keeps all its state in one object (:meth:`Trainer.state_dict`) so that they can be added.
+checkpoint stays usable. After every epoch the whole training state (:meth:`Trainer.state_dict`, the log
+rows) is written atomically to ``train_state.safetensors`` (:mod:`s2mnet.engine.resume`), from which
+``s2m train --resume RUN`` (:func:`resume_config`) continues a killed run exactly.
+
+Under ``torchrun`` the same code trains with DDP (:mod:`s2mnet.engine.distributed`): model and loss are
+wrapped together in one :class:`TrainStep` module so that DDP averages the gradients of MASL's learnable
+weights with the model's (one mechanism, and the weights stay identical on all ranks because they start
+from rank 0's broadcast values and take identical steps); rank 0 alone prints, validates, logs and writes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import platform
@@ -40,13 +47,22 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 
-from s2mnet.engine.checkpoint import RUN_CONFIG, save_weights, write_run_config
+from s2mnet.engine import distributed
+from s2mnet.engine.checkpoint import (
+    RUN_CONFIG,
+    load_state_into,
+    read_run_config,
+    save_weights,
+    write_run_config,
+)
+from s2mnet.engine.distributed import DistContext
 from s2mnet.engine.outputs import check_output_dir, prepare_output_dir
+from s2mnet.engine.resume import TRAIN_STATE, load_training_state, save_training_state
 from s2mnet.engine.run_log import CURVES_PNG, LOG_CSV, TENSORBOARD_DIR, RunLogger
 from s2mnet.engine.schedule import default_warmup_epochs, warmup_cosine
-from s2mnet.errors import S2MError
+from s2mnet.errors import RunError, S2MError
 from s2mnet.io_utils import atomic_write_json
 
 PLAN_JSON = "plan.json"
@@ -60,6 +76,7 @@ RUN_FILES = (
     SPLITS_JSON,
     BEST_WEIGHTS,
     LAST_WEIGHTS,
+    TRAIN_STATE,
     LOG_CSV,
     CURVES_PNG,
     TENSORBOARD_DIR,
@@ -93,14 +110,20 @@ class TrainConfig:
         lr, weight_decay, warmup_epochs, min_lr, clip_grad, patience, val_every: recipe overrides;
             ``patience=0`` disables early stopping.
         workers: DataLoader worker processes (``None`` → 0 on CPU, up to 8 on CUDA).
-        amp: mixed precision on CUDA: ``"none"``, ``"bf16"`` or ``"fp16"`` (with a gradient scaler).
+        amp: mixed precision on CUDA: ``"none"``, ``"bf16"`` or ``"fp16"`` (with a gradient scaler); on
+            CPU a warning is printed and training runs in float32. SSTM's FFTs always run in float32.
         channels_last: NHWC memory format (faster convolutions on recent GPUs).
+        compile: ``torch.compile`` the training step (model + loss); on a compile failure torch falls back
+            to eager execution with a warning (``torch._dynamo.config.suppress_errors``).
+        sync_bn: under ``torchrun``, convert BatchNorm to SyncBatchNorm (statistics over all ranks' batches).
         model_args, loss_args: keyword overrides for ``create_model`` / ``create_loss``.
         time_limit_s: stop after the epoch during which this wall time was exceeded (a safety budget).
         overwrite: replace an earlier s2m run in ``out`` (other files there are kept).
         quiet: print nothing; ``progress`` (None → only on a terminal) shows a tqdm bar with ETA.
         tensorboard: write TensorBoard event files.
         command: the command line to store in ``run.json``.
+        resume: continue the run in ``out`` from its ``train_state.safetensors`` (build this config with
+            :func:`resume_config`, which restores the stored configuration).
     """
 
     data: str | Path
@@ -121,6 +144,8 @@ class TrainConfig:
     workers: int | None = None
     amp: str = "none"
     channels_last: bool = False
+    compile: bool = False
+    sync_bn: bool = False
     model_args: dict[str, Any] = field(default_factory=dict)
     loss_args: dict[str, Any] = field(default_factory=dict)
     time_limit_s: float | None = None
@@ -129,6 +154,42 @@ class TrainConfig:
     progress: bool | None = None
     tensorboard: bool = True
     command: list[str] | None = None
+    resume: bool = False
+
+
+#: What ``--resume`` may change: where and how fast the run continues, never what it computes.
+RESUME_CHANGEABLE = ("device", "workers", "time_limit_s", "quiet", "progress", "tensorboard")
+
+
+def resume_config(run_dir: str | Path, command: list[str] | None = None, **changes: Any) -> TrainConfig:
+    """The configuration of a stopped run, to continue it with :func:`train` (``s2m train --resume RUN``).
+
+    The stored ``run.json`` (``train_config``) is authoritative; only :data:`RESUME_CHANGEABLE` fields may
+    be given. A run that finished (other than by its time limit) is refused with a clear message.
+
+    Args:
+        run_dir: the run folder.
+        command: the resuming command line (recorded in ``run.json``).
+        changes: new values for :data:`RESUME_CHANGEABLE` fields.
+    """
+    refused = sorted(set(changes) - set(RESUME_CHANGEABLE))
+    if refused:
+        names = ", ".join(refused)
+        raise S2MError(f"--resume: {names} cannot be changed (the run's stored settings are used)")
+    run_dir = Path(run_dir)
+    stored = read_run_config(run_dir)
+    if stored.get("status") == "finished" and not stored.get("stopped_by_time"):
+        raise RunError(
+            f"{run_dir}: this run already finished ({stored.get('epochs_run')} epochs); nothing to resume"
+        )
+    saved = stored.get("train_config")
+    if not isinstance(saved, dict):
+        raise RunError(f"{run_dir / RUN_CONFIG}: no train_config stored; this run cannot be resumed")
+    known = {item.name for item in dataclasses.fields(TrainConfig)}
+    values = {key: value for key, value in saved.items() if key in known}
+    values.update(data=stored.get("data", values.get("data")), out=run_dir, overwrite=False, resume=True)
+    values.update(command=command, **changes)
+    return TrainConfig(**values)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -195,6 +256,39 @@ def add_training_recipe(plan: dict[str, Any], config: TrainConfig) -> dict[str, 
     return plan
 
 
+class TrainStep(torch.nn.Module):
+    """Model and loss as one module, ``(images, masks, fov) → loss``, so that DDP synchronises both.
+
+    Wrapping the loss with the model (rather than all-reducing MASL's gradients by hand) lets DDP average
+    the gradients of MASL's learnable weights in the same buckets as the model's and broadcast rank 0's
+    initial values of both at the start. The model runs under autocast (``amp_dtype``); the FOV restriction
+    and the loss always run in float32.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loss_fn: torch.nn.Module,
+        amp_dtype: torch.dtype | None,
+        device_type: str,
+    ) -> None:
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+        self.amp_dtype, self.device_type = amp_dtype, device_type
+
+    def forward(self, images: torch.Tensor, masks: torch.Tensor, fov: torch.Tensor | None) -> torch.Tensor:
+        autocast = (
+            torch.autocast(device_type=self.device_type, dtype=self.amp_dtype)
+            if self.amp_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            logits = self.model(images)
+        if fov is not None:
+            logits, masks = restrict_to_fov(logits.float(), masks, fov)
+        return self.loss_fn(logits.float(), masks)
+
+
 class Trainer:
     """One training run: model, loss, optimiser, schedule, data and the best-so-far bookkeeping.
 
@@ -202,11 +296,15 @@ class Trainer:
         model: the network (already on ``device``).
         loss_fn: a loss with ``parameter_groups()`` (MASL's learnable weights are optimised with the model).
         plan: the completed plan (:func:`add_training_recipe`).
-        train_loader: yields dicts with ``image`` (B, C, H, W) and ``mask`` (B, 1, H, W).
+        train_loader: yields dicts with ``image`` (B, C, H, W) and ``mask`` (B, 1, H, W); its sampler's and
+            dataset's ``set_epoch`` are called at the start of every epoch.
         validate: ``model → mean per-image validation Dice`` (``None`` when there is no validation split).
         device: where to train.
-        amp: one of :data:`AMP_MODES` (ignored on CPU).
+        amp: one of :data:`AMP_MODES` (CUDA only; ignored on CPU, where the caller warns).
         channels_last: feed NHWC tensors.
+        context: the distributed context (default: one process); DDP wraps the :class:`TrainStep` when on.
+        seed: the run's seed; each epoch re-seeds the random streams from ``(seed, epoch, rank)``.
+        compile: ``torch.compile`` the training step (falls back to eager with a warning on failure).
     """
 
     def __init__(
@@ -219,14 +317,27 @@ class Trainer:
         device: torch.device,
         amp: str = "none",
         channels_last: bool = False,
+        context: DistContext | None = None,
+        seed: int = 0,
+        compile: bool = False,
     ) -> None:
         if amp not in AMP_MODES:
             raise S2MError(f"--amp {amp}: unknown mode (use one of {', '.join(AMP_MODES)})")
         self.model, self.loss_fn, self.plan = model, loss_fn, plan
         self.train_loader, self.validate, self.device = train_loader, validate, device
+        self.context, self.seed = context or DistContext(), seed
         self.amp = amp if device.type == "cuda" else "none"
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.use_fov = bool(plan.get("use_fov"))
+        amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.amp]
+        self.step_module: torch.nn.Module = TrainStep(model, loss_fn, amp_dtype, device.type)
+        if self.context.enabled:
+            self.step_module = distributed.wrap_ddp(self.step_module, device)
+        if compile:
+            from torch import _dynamo
+
+            _dynamo.config.suppress_errors = True  # a failed compile warns and runs eagerly
+            self.step_module.compile()
         self.optimizer = torch.optim.AdamW(
             [{"params": [p for p in model.parameters() if p.requires_grad]}, *loss_fn.parameter_groups()],
             lr=float(plan["lr"]),
@@ -248,7 +359,7 @@ class Trainer:
         self.best_epoch = 0
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue this run (for a future resume / DDP)."""
+        """Everything needed to continue this run (see :func:`s2mnet.engine.resume.save_training_state`)."""
         return {
             "model": self.model.state_dict(),
             "loss": self.loss_fn.state_dict(),
@@ -259,21 +370,54 @@ class Trainer:
             "step": self.step,
             "best_dice": self.best_dice,
             "best_epoch": self.best_epoch,
+            "world_size": self.context.world_size,
+            "steps_per_epoch": self.steps_per_epoch,
         }
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp == "none":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+    def load_state_dict(self, state: dict[str, Any], source: str | Path) -> None:
+        """Restore :meth:`state_dict`; a state of another architecture, loss or run shape is a RunError.
+
+        Args:
+            state: as returned by :meth:`state_dict` (after a round trip through the state file).
+            source: the file it came from, named in errors.
+        """
+        if state.get("world_size", 1) != self.context.world_size:
+            raise RunError(
+                f"{source}: the run was trained on {state.get('world_size')} process(es); resume it with the "
+                f"same number (torchrun --nproc_per_node), not {self.context.world_size}"
+            )
+        if state.get("steps_per_epoch") != self.steps_per_epoch:
+            raise RunError(
+                f"{source}: {state.get('steps_per_epoch')} steps per epoch stored, {self.steps_per_epoch} "
+                "now (the data or the batch size changed); cannot resume"
+            )
+        load_state_into(self.model, state["model"], source)
+        try:
+            self.loss_fn.load_state_dict(state["loss"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            detail = _first_line(exc)
+            raise RunError(f"{source}: the stored loss/optimiser state does not fit ({detail})") from None
+        if state["scaler"]:  # empty when the stored run trained without fp16
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.best_dice, self.best_epoch = float(state["best_dice"]), int(state["best_epoch"])
 
     def train_epoch(self, progress: Any = None) -> dict[str, float]:
-        """One (virtual) epoch; returns the mean loss and the loss's last logged values (MASL's ``last``)."""
+        """One (virtual) epoch; returns the mean loss and the loss's last logged values (MASL's ``last``).
+
+        The mean loss is over all ranks' samples; the loss's logged values are this rank's last batch.
+        """
         self.model.train()
         self.loss_fn.train()
-        dataset = getattr(self.train_loader, "dataset", None)
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(self.epoch)  # a new augmentation stream per epoch
+        distributed.seed_epoch(
+            self.seed, self.epoch, self.context.rank, getattr(self.train_loader, "generator", None)
+        )
+        for name in ("sampler", "dataset"):
+            part = getattr(self.train_loader, name, None)
+            if hasattr(part, "set_epoch"):
+                part.set_epoch(self.epoch)  # a new order and augmentation stream per epoch
         total, count = 0.0, 0
         non_blocking = self.device.type == "cuda"
         for batch in self.train_loader:
@@ -281,11 +425,8 @@ class Trainer:
                 batch["image"].to(self.device, non_blocking=non_blocking).to(memory_format=self.memory_format)
             )
             masks = batch["mask"].to(self.device, non_blocking=non_blocking)
-            with self._autocast():
-                logits = self.model(images)
-            if self.use_fov and "fov" in batch:
-                logits, masks = restrict_to_fov(logits.float(), masks, batch["fov"].to(self.device))
-            loss = self.loss_fn(logits.float(), masks)  # the loss always runs in float32
+            fov = batch["fov"].to(self.device) if self.use_fov and "fov" in batch else None
+            loss = self.step_module(images, masks, fov)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"non-finite training loss at epoch {self.epoch + 1}, step {self.step}"
@@ -304,6 +445,8 @@ class Trainer:
                 progress.update(1)
                 progress.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         self.epoch += 1
+        self.context.broadcast_buffers(self.model)
+        total, count = self.context.sum_floats([total, float(count)])
         stats = {"train_loss": total / max(count, 1)}
         stats.update({k: float(v) for k, v in getattr(self.loss_fn, "last", {}).items() if _is_scalar(v)})
         return stats
@@ -327,53 +470,65 @@ def restrict_to_fov(
     the target there to background.
 
     Args:
-        logits: ``(B, C, H, W)``; C = 1 (binary) or the class count.
-        masks: ``(B, 1, H, W)`` targets.
+        logits: ``(B, C, H, W)``; C = 1 (binary), the class count, or the region count (multi-label).
+        masks: ``(B, 1, H, W)`` targets, or ``(B, C, H, W)`` regions (multi-label: every region absent).
         fov: ``(B, 1, H, W)`` bool, True inside the field of view.
     """
     inside = fov.bool()
     background = torch.full_like(logits[:1, :, :1, :1], -OUTSIDE_FOV_LOGIT)
-    if logits.shape[1] > 1:
+    if logits.shape[1] > 1 and masks.shape[1] == 1:
         background[:, 0] = OUTSIDE_FOV_LOGIT  # multi-class: class 0 (background) certain
     return torch.where(inside, logits, background), torch.where(inside, masks, torch.zeros_like(masks))
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
-    """Train a model as ``s2m train`` does and return a summary.
+    """Train a model as ``s2m train`` does and return a summary (on every rank under ``torchrun``).
 
     Steps: discover the data, fingerprint it, plan (printed, every choice overridable), split, then build
-    the run folder, train with validation and early stopping, write checkpoints, logs and curves.
+    the run folder, train with validation and early stopping, write checkpoints, logs and curves. With
+    ``config.resume`` the stored plan, split and training state of the run in ``config.out`` are used.
 
     Returns:
         ``{"run_dir", "best_dice", "best_epoch", "epochs_run", "stopped_early", "stopped_by_time",
         "wall_s"}``.
     """
-    from s2mnet.data import (
-        SegmentationDataset,
-        discover,
-        fingerprint,
-        load_splits,
-        make_plan,
-        make_splits,
-        save_splits,
-    )
+    context, device_name = distributed.setup(config.device)
+    try:
+        return _train(config, context, device_name)
+    finally:
+        distributed.teardown(context)
+
+
+def _train(config: TrainConfig, context: DistContext, device_name: str) -> dict[str, Any]:
+    from s2mnet.data import SegmentationDataset, discover
     from s2mnet.losses import create_loss
     from s2mnet.models import create_model
 
-    say = _printer(config.quiet)
+    say = _printer(config.quiet or not context.is_main)
     start = time.perf_counter()
-    device = resolve_device(config.device)
+    device = resolve_device(device_name)
     seed_everything(config.seed)
+    if config.sync_bn and context.enabled and device.type != "cuda":
+        raise S2MError("--sync-bn: SyncBatchNorm works only on CUDA GPUs (leave it out on CPU)")
+    if config.amp != "none" and device.type != "cuda":
+        say(f"warning: --amp {config.amp} needs CUDA; training on {device} in float32")
 
-    # The output folder and the data are checked before anything is written.
-    check_output_dir(config.out, overwrite=config.overwrite, marker=RUN_CONFIG)
+    if config.resume:
+        run_config = read_run_config(config.out)
+        state = load_training_state(Path(config.out) / TRAIN_STATE)
+    else:
+        error = None
+        if context.is_main:  # the output folder is checked before anything is read or written
+            try:
+                check_output_dir(config.out, overwrite=config.overwrite, marker=RUN_CONFIG)
+            except S2MError as exc:
+                error = exc
+        context.agree(error)
     index = discover(config.data)
-    facts = fingerprint(index)
-    overrides = dict(config.plan_overrides)
-    if config.loss is not None:
-        overrides["loss"] = config.loss
-    plan = add_training_recipe(make_plan(facts, device=device.type, overrides=overrides), config)
-    splits = load_splits(config.splits, index) if config.splits else make_splits(index, seed=config.seed)
+    if config.resume:
+        plan, splits = _resumed_plan(config, index, run_config)
+    else:
+        plan, splits = _new_plan(config, index, device)
     by_id = {case.case_id: case for case in index.cases}
     train_cases = [by_id[case_id] for case_id in splits["train"]]
     val_cases = [by_id[case_id] for case_id in splits["val"]]
@@ -389,110 +544,229 @@ def train(config: TrainConfig) -> dict[str, Any]:
         num_classes=int(plan["num_classes"]),
         **config.model_args,
     )
-    loss_fn = _build("loss", loss_name, create_loss, num_classes=int(plan["num_classes"]), **config.loss_args)
-
-    run_dir = prepare_output_dir(
-        config.out, overwrite=config.overwrite, marker=RUN_CONFIG, owned=RUN_FILES + EVAL_DIRS
+    loss_fn = _build(
+        "loss",
+        loss_name,
+        create_loss,
+        num_classes=int(plan["num_classes"]),
+        multilabel=plan.get("label_mode") == "multilabel",
+        **config.loss_args,
     )
+    if config.sync_bn and context.enabled:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    elif config.sync_bn:
+        say("warning: --sync-bn has no effect in a single process (run under torchrun)")
+
+    train_set = SegmentationDataset(train_cases, plan, train=True, seed=config.seed)
+    loader = _train_loader(train_set, plan, config, device, context)
+    per_rank_batch = int(loader.batch_size)
+    batch_info = {
+        "world_size": context.world_size,
+        "backend": context.backend,
+        "batch_size_per_rank": per_rank_batch,
+        "effective_batch_size": per_rank_batch * context.world_size,
+    }
+    if context.is_main:
+        if config.resume:
+            run_dir = Path(config.out)
+            _remove_stale_temporaries(run_dir)
+            run_config.setdefault("resumed", []).append(
+                {
+                    "from_epoch": int(state["trainer"]["epoch"]),
+                    "command": config.command or sys.argv,
+                    "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                }
+            )
+            run_config["status"] = "running"
+        else:
+            run_dir = prepare_output_dir(
+                config.out, overwrite=config.overwrite, marker=RUN_CONFIG, owned=RUN_FILES + EVAL_DIRS
+            )
+    run_dir = Path(config.out)
     say(f"s2m train: {len(index.cases)} cases in {config.data} ({index.layout}); device {device}")
     say(f"splits: {len(train_cases)} train, {len(val_cases)} val, {len(splits.get('test', []))} test")
     say(format_plan(plan))
+    say(
+        f"batch size {per_rank_batch} per process x {context.world_size} process(es) = effective batch size "
+        f"{batch_info['effective_batch_size']}" + (f" ({context.backend} DDP)" if context.enabled else "")
+    )
     model.to(device)
     loss_fn.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     say(f"model {config.model}: {sum(p.numel() for p in model.parameters()):,} parameters; loss {loss_name}")
 
-    run_config = {
-        "status": "running",
-        "model": model.config,
-        "plan": plan,
-        "loss": {"name": loss_name, **config.loss_args},
-        "num_classes": int(plan["num_classes"]),
-        "in_channels": int(plan["in_channels"]),
-        "classes": plan.get("classes", _default_class_names(int(plan["num_classes"]))),
-        "seed": config.seed,
-        "data": str(Path(config.data).resolve()),
-        "splits": SPLITS_JSON,
-        "command": config.command or sys.argv,
-        "train_config": _jsonable(asdict(config)),
-        "device": str(device),
-        "versions": _versions(),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    write_run_config(run_dir, run_config)
-    atomic_write_json(run_dir / PLAN_JSON, plan)
-    save_splits(splits, run_dir / SPLITS_JSON)
+    if context.is_main and not config.resume:
+        run_config = {
+            "status": "running",
+            "model": model_config(model),
+            "plan": plan,
+            "loss": {"name": loss_name, **config.loss_args},
+            "num_classes": int(plan["num_classes"]),
+            "in_channels": int(plan["in_channels"]),
+            "classes": plan.get("classes", _default_class_names(int(plan["num_classes"]))),
+            "seed": config.seed,
+            "data": str(Path(config.data).resolve()),
+            "splits": SPLITS_JSON,
+            "command": config.command or sys.argv,
+            "train_config": _jsonable(asdict(config)),
+            "device": str(device),
+            "distributed": batch_info,
+            "versions": _versions(),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        atomic_write_json(run_dir / PLAN_JSON, plan)
+        from s2mnet.data import save_splits
 
-    train_set = SegmentationDataset(train_cases, plan, train=True, seed=config.seed)
-    loader = _train_loader(train_set, plan, config, device)
+        save_splits(splits, run_dir / SPLITS_JSON)
+    if context.is_main:
+        write_run_config(run_dir, run_config)
+
     validate = _make_validator(val_cases, plan, device) if val_cases else None
     if validate is None:
         say("warning: no validation cases; the last epoch is also saved as the best checkpoint")
-    trainer = Trainer(model, loss_fn, plan, loader, validate, device, config.amp, config.channels_last)
-
-    logger = RunLogger(run_dir, tensorboard=config.tensorboard)
-    summary = _fit(trainer, logger, run_dir, config, say, start)
-    logger.write_curves()
-    logger.close()
-
-    run_config.update(
-        status="finished",
-        best={"epoch": summary["best_epoch"], "dice": summary["best_dice"]},
-        epochs_run=summary["epochs_run"],
-        stopped_early=summary["stopped_early"],
-        stopped_by_time=summary["stopped_by_time"],
-        wall_s=round(time.perf_counter() - start, 1),
-        loss_state={k: float(v) for k, v in getattr(loss_fn, "last", {}).items() if _is_scalar(v)},
+    trainer = Trainer(
+        model,
+        loss_fn,
+        plan,
+        loader,
+        validate,
+        device,
+        config.amp,
+        config.channels_last,
+        context=context,
+        seed=config.seed,
+        compile=config.compile,
     )
-    write_run_config(run_dir, run_config)
-    summary["wall_s"] = run_config["wall_s"]
+    logger = RunLogger(run_dir, tensorboard=config.tensorboard) if context.is_main else None
+    if config.resume:
+        trainer.load_state_dict(state["trainer"], run_dir / TRAIN_STATE)
+        if logger is not None:
+            logger.rows = [dict(row) for row in state["rows"]]
+        say(f"resuming after epoch {trainer.epoch} of {trainer.epochs} (step {trainer.step})")
+    summary = _fit(trainer, logger, run_dir, config, say, start, state if config.resume else None)
+    distributed.dump_rank_state(context, _final_tensors(trainer))
+    summary["wall_s"] = round(time.perf_counter() - start, 1)
     summary["run_dir"] = str(run_dir)
+    if logger is not None:
+        logger.write_curves()
+        logger.close()
+        run_config.update(
+            status="finished",
+            best={"epoch": summary["best_epoch"], "dice": summary["best_dice"]},
+            epochs_run=summary["epochs_run"],
+            stopped_early=summary["stopped_early"],
+            stopped_by_time=summary["stopped_by_time"],
+            wall_s=summary["wall_s"],
+            loss_state={k: float(v) for k, v in getattr(loss_fn, "last", {}).items() if _is_scalar(v)},
+        )
+        write_run_config(run_dir, run_config)
     say(
         f"done in {summary['wall_s']:.0f} s: best validation Dice {summary['best_dice']:.4f} at epoch "
         f"{summary['best_epoch']}; run saved to {run_dir}"
     )
+    context.barrier()
     return summary
+
+
+def model_config(model: torch.nn.Module) -> dict[str, Any]:
+    """The ``create_model`` arguments of ``model`` (stored in ``run.json``)."""
+    return dict(model.config)
+
+
+def _new_plan(config: TrainConfig, index: Any, device: torch.device) -> tuple[dict[str, Any], dict]:
+    """Fingerprint, plan and split a new run (every rank computes the same, deterministically)."""
+    from s2mnet.data import fingerprint, load_splits, make_plan, make_splits
+    from s2mnet.data.labels import expect_label_maps
+
+    overrides = dict(config.plan_overrides)
+    if config.loss is not None:
+        overrides["loss"] = config.loss
+    expect_label_maps(index, overrides)
+    plan = add_training_recipe(make_plan(fingerprint(index), device=device.type, overrides=overrides), config)
+    splits = load_splits(config.splits, index) if config.splits else make_splits(index, seed=config.seed)
+    return plan, splits
+
+
+def _resumed_plan(config: TrainConfig, index: Any, run_config: dict[str, Any]) -> tuple[dict[str, Any], dict]:
+    """The stored plan and split of the run being resumed."""
+    from s2mnet.data import load_splits
+
+    run_dir = Path(config.out)
+    plan = run_config.get("plan")
+    if not isinstance(plan, dict):
+        raise RunError(f"{run_dir / RUN_CONFIG}: no plan stored; this run cannot be resumed")
+    return plan, load_splits(run_dir / SPLITS_JSON, index)
+
+
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete temporary files a killed write left behind (their targets are intact, see io_utils)."""
+    for name in RUN_FILES:
+        for stale in run_dir.glob(f".{name}.*.tmp*"):
+            if stale.is_file():
+                stale.unlink()
+
+
+def _final_tensors(trainer: Trainer) -> dict[str, torch.Tensor]:
+    """Model and loss state of this rank, for :func:`s2mnet.engine.distributed.dump_rank_state`."""
+    tensors = {f"model.{k}": v for k, v in trainer.model.state_dict().items()}
+    tensors.update({f"loss.{k}": v for k, v in trainer.loss_fn.state_dict().items()})
+    return tensors
 
 
 def _fit(
     trainer: Trainer,
-    logger: RunLogger,
+    logger: RunLogger | None,
     run_dir: Path,
     config: TrainConfig,
     say: Callable[[str], None],
     start: float,
+    resumed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The epoch loop: train, validate, checkpoint, log, stop early."""
+    """The epoch loop: train, validate, checkpoint, log, stop early; save the training state every epoch.
+
+    Rank 0 (``logger`` not ``None``) validates and takes the stopping decisions; they are broadcast so that
+    all ranks stop together. ``resumed`` is a loaded training state: the loop continues after its epoch.
+    """
     from tqdm.auto import tqdm
 
-    plan = trainer.plan
+    plan, context = trainer.plan, trainer.context
     epochs, val_every, patience = trainer.epochs, int(plan["val_every"]), int(plan["patience"])
-    show_bar = (not config.quiet) and (
-        config.progress if config.progress is not None else sys.stderr.isatty()
+    show_bar = (
+        (not config.quiet)
+        and context.is_main
+        and (config.progress if config.progress is not None else sys.stderr.isatty())
     )
     progress = tqdm(
-        total=epochs * trainer.steps_per_epoch, unit="step", dynamic_ncols=True, disable=not show_bar
+        total=epochs * trainer.steps_per_epoch,
+        initial=trainer.step,
+        unit="step",
+        dynamic_ncols=True,
+        disable=not show_bar,
     )
-    stopped_early = stopped_by_time = False
-    train_start = time.perf_counter()
+    stopped_early = bool(resumed and resumed.get("stopped_early"))
+    stopped_by_time = False
+    train_start = time.perf_counter() - (float(resumed.get("elapsed_s", 0.0)) if resumed else 0.0)
     try:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(trainer.epoch + 1, 0 if stopped_early else epochs + 1):
             progress.set_description(f"epoch {epoch}/{epochs}")
             epoch_start = time.perf_counter()
             row: dict[str, Any] = {"epoch": epoch}
             row.update(trainer.train_epoch(progress))
-            out_of_time = (
-                config.time_limit_s is not None and time.perf_counter() - start > config.time_limit_s
-            )
-            last_epoch = epoch == epochs or out_of_time
-            if trainer.validate is not None and (epoch % val_every == 0 or last_epoch):
-                row["val_dice"] = trainer.validate(trainer.model)
+            val_dice, out_of_time = math.nan, False
+            if context.is_main:
+                limit = config.time_limit_s
+                out_of_time = limit is not None and time.perf_counter() - start > limit
+                last_epoch = epoch == epochs or out_of_time
+                if trainer.validate is not None and (epoch % val_every == 0 or last_epoch):
+                    val_dice = trainer.validate(trainer.model)
+            val_dice, out_of_time = context.broadcast_floats([val_dice, float(out_of_time)])
+            if not math.isnan(val_dice):
+                row["val_dice"] = val_dice
             improved = _update_best(trainer, row.get("val_dice"), epoch)
-            metadata = {"epoch": epoch, "val_dice": row.get("val_dice")}
-            save_weights(run_dir / LAST_WEIGHTS, trainer.model.state_dict(), metadata)
-            if improved:
-                save_weights(run_dir / BEST_WEIGHTS, trainer.model.state_dict(), metadata)
+            stalled = epoch - trainer.best_epoch >= patience
+            stopped_early = patience > 0 and trainer.validate is not None and stalled and epoch < epochs
+            stopped_by_time = bool(out_of_time) and epoch < epochs and not stopped_early
             elapsed = time.perf_counter() - train_start
             row.update(
                 step=trainer.step,
@@ -501,22 +775,20 @@ def _fit(
                 epoch_s=time.perf_counter() - epoch_start,
                 elapsed_s=elapsed,
             )
-            logger.log_epoch(row)
-            eta = elapsed / epoch * (epochs - epoch)
-            val_text = f"val Dice {row['val_dice']:.4f}" if "val_dice" in row else "val -"
-            say(
-                f"epoch {epoch:>3}/{epochs}  loss {row['train_loss']:.4f}  {val_text}  best "
-                f"{max(trainer.best_dice, 0):.4f} (epoch {trainer.best_epoch})  lr {row['lr']:.2e}  "
-                f"{row['epoch_s']:.1f} s/epoch  ETA {_duration(eta)}"
-            )
-            stalled = epoch - trainer.best_epoch >= patience
-            if patience > 0 and trainer.validate is not None and stalled and epoch < epochs:
+            if logger is not None:
+                _save_epoch(trainer, logger, run_dir, row, improved, stopped_early, elapsed)
+                eta = elapsed / epoch * (epochs - epoch)
+                val_text = f"val Dice {row['val_dice']:.4f}" if "val_dice" in row else "val -"
+                say(
+                    f"epoch {epoch:>3}/{epochs}  loss {row['train_loss']:.4f}  {val_text}  best "
+                    f"{max(trainer.best_dice, 0):.4f} (epoch {trainer.best_epoch})  lr {row['lr']:.2e}  "
+                    f"{row['epoch_s']:.1f} s/epoch  ETA {_duration(eta)}"
+                )
+            if stopped_early:
                 say(f"early stopping: no validation Dice improvement for {patience} epochs")
-                stopped_early = True
                 break
-            if out_of_time and epoch < epochs:
+            if stopped_by_time:
                 say(f"time limit of {config.time_limit_s:.0f} s reached after epoch {epoch}; stopping")
-                stopped_by_time = True
                 break
     finally:
         progress.close()
@@ -527,6 +799,34 @@ def _fit(
         "stopped_early": stopped_early,
         "stopped_by_time": stopped_by_time,
     }
+
+
+def _save_epoch(
+    trainer: Trainer,
+    logger: RunLogger,
+    run_dir: Path,
+    row: dict[str, Any],
+    improved: bool,
+    stopped_early: bool,
+    elapsed: float,
+) -> None:
+    """Rank 0's writes after an epoch: weights, log row, then the training state (last, so that a state
+    on disk always comes with the weights and log rows of its epoch)."""
+    metadata = {"epoch": row["epoch"], "val_dice": row.get("val_dice")}
+    weights = trainer.model.state_dict()
+    save_weights(run_dir / LAST_WEIGHTS, weights, metadata)
+    if improved:
+        save_weights(run_dir / BEST_WEIGHTS, weights, metadata)
+    logger.log_epoch(row)
+    save_training_state(
+        run_dir / TRAIN_STATE,
+        {
+            "trainer": trainer.state_dict(),
+            "rows": logger.rows,
+            "stopped_early": stopped_early,
+            "elapsed_s": elapsed,
+        },
+    )
 
 
 def _build(kind: str, name: str, factory: Callable[..., torch.nn.Module], **kwargs: Any) -> torch.nn.Module:
@@ -550,28 +850,29 @@ def _update_best(trainer: Trainer, val_dice: float | None, epoch: int) -> bool:
 
 
 def _train_loader(
-    dataset: Any, plan: dict[str, Any], config: TrainConfig, device: torch.device
+    dataset: Any, plan: dict[str, Any], config: TrainConfig, device: torch.device, context: DistContext
 ) -> DataLoader:
-    """Seeded, shuffled loader over the dataset's (virtual) epoch.
+    """Seeded, shuffled loader over this rank's shard of the dataset's (virtual) epoch.
 
     The dataset's length is ``plan["samples_per_epoch"]`` (PAPER.md §4: small sets are expanded per epoch)
     and its augmentation depends only on (seed, epoch, index), so results do not depend on ``workers``.
+    The order comes from :func:`s2mnet.engine.distributed.make_sampler` (seed + epoch, one shard per rank).
     """
-    generator = torch.Generator().manual_seed(config.seed)
+    sampler = distributed.make_sampler(dataset, context, config.seed)
     workers = config.workers
     if workers is None:
         workers = 0 if device.type == "cpu" else min(8, os.cpu_count() or 1)
-    batch_size = min(int(plan["batch_size"]), len(dataset))
+    shard = len(sampler)
+    batch_size = min(int(plan["batch_size"]), shard)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=RandomSampler(dataset, generator=generator),
+        sampler=sampler,
         num_workers=workers,
         pin_memory=device.type == "cuda",
-        drop_last=len(dataset)
-        >= 2 * batch_size,  # no 1-sample last batch for BatchNorm; keep tiny sets whole
+        drop_last=shard >= 2 * batch_size,  # no 1-sample last batch for BatchNorm; keep tiny sets whole
         worker_init_fn=_seed_worker,
-        generator=generator,
+        generator=torch.Generator().manual_seed(config.seed),
     )
 
 
@@ -590,11 +891,13 @@ def _make_validator(
     Same steps as :func:`s2mnet.engine.evaluate.evaluate_run` (preprocess, whole-image prediction,
     threshold 0.5, FOV when the plan uses it, the empty-mask policy), without the distance metrics.
     """
-    from s2mnet.data import read_fov, read_image, read_mask
+    from s2mnet.data import read_fov, read_image
+    from s2mnet.data.labels import is_multilabel, read_target, region_names
     from s2mnet.engine.evaluate import predict_mask
     from s2mnet.engine.metrics import case_metrics
 
     num_classes = int(plan["num_classes"])
+    regions = region_names(plan) if is_multilabel(plan) else None
     use_fov = bool(plan.get("use_fov"))
 
     def validate(model: torch.nn.Module) -> float:
@@ -602,12 +905,14 @@ def _make_validator(
         model.eval()
         scores = []
         for case in cases:
-            image = read_image(case.image)
-            truth = read_mask(case.masks, multiclass=num_classes > 1)
+            image = read_image(case)
+            truth = read_target(case, plan)
             fov = read_fov(case.fov) if use_fov and case.fov is not None else None
             pred = predict_mask(model, image, plan, device=device)
             scores.append(
-                case_metrics(pred, truth, num_classes=num_classes, fov=fov, distances=False)["dice"]
+                case_metrics(pred, truth, num_classes=num_classes, fov=fov, distances=False, regions=regions)[
+                    "dice"
+                ]
             )
         model.train(was_training)
         return float(np.mean(scores))
@@ -656,6 +961,10 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _is_scalar(value: Any) -> bool:

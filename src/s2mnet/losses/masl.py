@@ -4,7 +4,8 @@
 
 computed per sample (descriptors and α per sample, PAPER.md §3 / ICML abstract) and averaged over the
 batch. Follows MONAI's conventions: logits in; ``num_classes=1`` → one channel + sigmoid and a {0, 1}
-target (B, 1, H, W) or (B, H, W); ``num_classes ≥ 2`` → softmax and an integer class map.
+target (B, 1, H, W) or (B, H, W); ``num_classes ≥ 2`` → softmax and an integer class map;
+``multilabel=True`` → C = ``num_classes`` independent sigmoid channels and a {0, 1} target (B, C, H, W).
 
 Multi-class (the paper does not specify it; the authors' code sums over all channels incl. background):
 each foreground class c ≥ 1 is treated one-vs-rest with the exact logit log p_c − log(1 − p_c) of the
@@ -12,6 +13,12 @@ softmax, so every binary component applies unchanged; descriptors, α and the we
 (sample, class) and averaged over the pairs whose class is present in that sample's target. A
 cross-entropy term on the softmax (weight ``ce_weight``, default 1) is added so that classes compete and
 absent classes are still pushed down.
+
+Multi-label (overlapping regions such as BraTS ET/TC/WT, :mod:`s2mnet.data.labels`; not in the paper): each
+channel is its own binary problem, so the (sample, region) pairs are folded into the batch dimension and
+MASL runs exactly as for a binary batch of B·C masks — descriptors, α and the mix per (sample, region),
+averaged over all B·C pairs, empty regions included (they must be pushed down and no softmax does it).
+The value is therefore the mean over regions of the binary MASL of each region's channel.
 
 The weights are ``nn.Parameter`` s of this module (``learned`` / ``paper``): pass
 :meth:`MASL.parameter_groups` to the optimizer. If they have not moved after 200 training calls, a warning
@@ -78,7 +85,8 @@ class MASL(nn.Module):
     """Morphology-Aware Adaptive Segmentation Loss (PAPER.md §3).
 
     Args:
-        num_classes: 1 (sigmoid, binary target) or ≥ 2 (softmax, integer class map).
+        num_classes: 1 (sigmoid, binary target) or ≥ 2 (softmax, integer class map); with
+            ``multilabel`` the number of sigmoid channels (regions).
         weighting: ``"learned"`` (default), ``"paper"`` or ``"fixed"``; details in
             :mod:`s2mnet.losses.weighting`. ``paper``: w learnable through the normalised ratio, as the
             paper describes; since ∂L/∂w_i ∝ α_i (L_i − L), the weight drifts to the component with the
@@ -96,6 +104,7 @@ class MASL(nn.Module):
             (:func:`~s2mnet.losses.components.shape_gate`). Our choice, on by default: ungated, the
             compactness of a still-diffuse prediction pushes the background up and, on small faint
             lesions (BUSI), kept every prediction below 0.5 (docs/masl.md). ``False`` = the paper's term.
+        multilabel: C overlapping regions, one sigmoid channel each (see the module docstring).
 
     Shapes:
         logits (B, C, H, W) with C = num_classes; target (B, 1, H, W) or (B, H, W). Returns a scalar.
@@ -116,6 +125,7 @@ class MASL(nn.Module):
         initial_weights: Sequence[float] = INITIAL_WEIGHTS,
         ce_weight: float = 1.0,
         gate_structure: bool = True,
+        multilabel: bool = False,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -130,6 +140,7 @@ class MASL(nn.Module):
         self.components = tuple(name for name in COMPONENT_NAMES if name in components)
         self.ce_weight = ce_weight
         self.gate_structure = gate_structure
+        self.multilabel = multilabel
         self.weighting = ComponentWeights(weighting, tuple(float(w) for w in initial_weights))
         self.register_buffer(
             "active", torch.tensor([name in self.components for name in COMPONENT_NAMES]), persistent=False
@@ -170,6 +181,18 @@ class MASL(nn.Module):
         if bool(((target < 0) | (target > 1)).any()):
             raise LossInputError("MASL target: binary targets must lie in [0, 1]")
         return logits, target
+
+    def _multilabel_inputs(self, target: torch.Tensor) -> torch.Tensor:
+        """Regions (B, C, H, W) in [0, 1] → one binary mask per (sample, region), (B·C, 1, H, W)."""
+        if target.ndim != 4 or target.shape[1] != self.num_classes:
+            raise LossInputError(
+                f"MASL target: multi-label targets must be (B, {self.num_classes}, H, W), "
+                f"got {tuple(target.shape)}"
+            )
+        target = target.float()
+        if bool(((target < 0) | (target > 1)).any()):
+            raise LossInputError("MASL target: multi-label targets must lie in [0, 1]")
+        return target.reshape(-1, 1, *target.shape[-2:])
 
     def _multiclass_inputs(
         self, logits: torch.Tensor, target: torch.Tensor
@@ -223,7 +246,11 @@ class MASL(nn.Module):
             )
         logits = logits.float()
         cross_entropy = logits.new_zeros(())
-        if self.num_classes == 1:
+        if self.multilabel:
+            pair_target = self._multilabel_inputs(target)
+            pair_logits = logits.reshape(pair_target.shape)
+            present = torch.ones(pair_target.shape[0], dtype=torch.bool, device=logits.device)
+        elif self.num_classes == 1:
             pair_logits, pair_target = self._binary_inputs(logits, target)
             present = torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device)
         else:

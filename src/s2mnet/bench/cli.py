@@ -1,0 +1,257 @@
+"""``s2m bench efficiency | spectral | ablation``: parsers and handlers (registered by :mod:`s2mnet.cli`).
+
+Heavy imports happen inside the handlers, so ``s2m --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from s2mnet.bench import DEFAULT_KS, DEFAULT_MODELS, DEFAULT_SIZES, PAPER_THRESHOLD
+from s2mnet.errors import S2MError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``bench`` with its three sub-commands to the ``s2m`` command line."""
+    bench = subparsers.add_parser(
+        "bench",
+        help="measure the paper's claims: efficiency, spectral energy, ablations with statistics",
+        description="Benchmarks of the paper's claims (docs/bench.md): efficiency side by side, spectral "
+        "energy inside the K×K block, and ablations over seeds with paired tests.",
+    )
+    bench.set_defaults(handler=lambda _args: _print_help(bench))
+    commands = bench.add_subparsers(title="benchmarks", metavar="BENCHMARK")
+    _add_efficiency(commands)
+    _add_spectral(commands)
+    _add_ablation(commands)
+
+
+def _print_help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected at least one integer")
+    return values
+
+
+def _name_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _add_efficiency(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "efficiency",
+        help="parameters, FLOPs, latency, training step, throughput, memory and scaling, side by side",
+        description="Measure every model at every size in one run (each cell in a fresh subprocess with a "
+        "time cap; what does not fit is skipped and said so). Writes efficiency.md/.json/.png into --out.",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=_int_list,
+        default=list(DEFAULT_SIZES),
+        help="square input sizes (default %(default)s)",
+    )
+    parser.add_argument(
+        "--models", type=_name_list, default=list(DEFAULT_MODELS), help="comma list (default: %(default)s)"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
+    parser.add_argument("--amp", choices=("none", "bf16"), default="none", help="autocast on (default none)")
+    parser.add_argument("--batch", type=int, default=1, help="images per forward / training step (default 1)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs per measurement (median; 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs before timing (default 2)")
+    parser.add_argument(
+        "--budget", type=float, default=60.0, help="seconds per measurement: fewer repeats if slower (60)"
+    )
+    parser.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=600.0,
+        help="seconds per (model, size) cell before skipping (600)",
+    )
+    parser.add_argument("--threads", type=int, help="torch CPU threads per cell (default: torch's)")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="measure in this process instead of one subprocess per cell (no time cap; for debugging)",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rebuild efficiency.md/.png from efficiency.json in --out"
+    )
+    parser.set_defaults(handler=_cmd_efficiency)
+
+
+def _cmd_efficiency(args: argparse.Namespace) -> int:
+    from s2mnet.bench.efficiency import rebuild_report, run_efficiency
+
+    if args.report_only:
+        rebuild_report(args.out)
+        print(f"report rebuilt: {args.out / 'efficiency.md'}")
+        return 0
+    for name in ("batch", "repeats"):
+        if getattr(args, name) < 1:
+            raise S2MError(f"--{name} {getattr(args, name)}: must be ≥ 1")
+    run_efficiency(
+        args.out,
+        sizes=args.sizes,
+        models=args.models,
+        device=args.device,
+        amp=args.amp,
+        batch=args.batch,
+        repeats=args.repeats,
+        warmup=max(0, args.warmup),
+        budget_s=args.budget,
+        cell_timeout_s=args.cell_timeout,
+        threads=args.threads,
+        isolate=not args.in_process,
+        command=args.command_line,
+    )
+    return 0
+
+
+def _add_spectral(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "spectral",
+        help="share of spectral energy inside the central K×K block (images, and SSTM inputs of a run)",
+        description="Energy |FFT|² inside the central K×K block of each image resized to --size (the paper's "
+        "Table 4 protocol) and, with --run, of the feature maps entering each SSTM; mean ± sd and the "
+        "smallest K reaching the threshold. Writes spectral.md/.json/.png into --out.",
+    )
+    parser.add_argument("--data", required=True, type=Path, help="dataset folder")
+    parser.add_argument("--run", type=Path, help="a trained S2M-Net run folder (features at each SSTM)")
+    parser.add_argument("--ks", type=_int_list, default=list(DEFAULT_KS), help="block sizes (%(default)s)")
+    parser.add_argument("--size", type=int, default=352, help="resize images to this square size (352)")
+    parser.add_argument(
+        "--dc",
+        choices=("include", "exclude", "both"),
+        default="both",
+        help="count the zero-frequency bin, leave it out, or report both (default both)",
+    )
+    parser.add_argument(
+        "--threshold", type=float, default=PAPER_THRESHOLD, help="energy share to reach (paper: 0.93)"
+    )
+    parser.add_argument("--limit", type=int, help="use only the first N images")
+    parser.add_argument("--device", default="auto", help="device for the run's model (default auto)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.set_defaults(handler=_cmd_spectral)
+
+
+def _cmd_spectral(args: argparse.Namespace) -> int:
+    from s2mnet.bench.spectral import run_spectral
+
+    if not args.data.is_dir():
+        raise S2MError(f"{args.data}: dataset folder not found")
+    if args.run is not None and not (args.run / "run.json").is_file():
+        raise S2MError(f"{args.run}: not an s2m run folder (no run.json)")
+    run_spectral(
+        args.data,
+        args.out,
+        run=args.run,
+        ks=args.ks,
+        size=args.size,
+        dc=args.dc,
+        threshold=args.threshold,
+        limit=args.limit,
+        device=args.device,
+        command=args.command_line,
+    )
+    return 0
+
+
+def _add_ablation(commands: argparse._SubParsersAction) -> None:
+    from s2mnet.bench.ablation import VARIANTS
+
+    parser = commands.add_parser(
+        "ablation",
+        help="train variants × seeds under one budget, test on one split, paired tests",
+        description="Train every variant with every seed under the same budget and split, evaluate on the "
+        "held-out test split, and report mean ± sd Dice/HD95 with paired t and Wilcoxon tests against "
+        "'full' (Bonferroni). Resumable: finished runs are kept in OUT/results.jsonl and skipped. "
+        f"Variants: {', '.join(VARIANTS)}.",
+    )
+    parser.add_argument("--data", type=Path, help="dataset folder (not needed with --report-only)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (results, runs, report)")
+    parser.add_argument("--variants", default="all", help="comma list or 'all' ('full' is always added)")
+    parser.add_argument(
+        "--seeds", type=_int_list, default=[42, 123, 456], help="training seeds (%(default)s)"
+    )
+    parser.add_argument(
+        "--splits", type=Path, help="split file to use (default: made once with --split-seed)"
+    )
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the split, not of training (0)")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings at once, in subprocesses (default 1)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
+    parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision")
+    parser.add_argument("--workers", type=int, help="data-loading processes per training")
+    parser.add_argument("--time-limit", type=float, metavar="MINUTES", help="per training run")
+    budget = parser.add_argument_group("budget, identical for every run (plan overrides of s2m train)")
+    budget.add_argument("--epochs", type=int)
+    budget.add_argument("--size", type=int)
+    budget.add_argument("--patch-size", type=int)
+    budget.add_argument("--batch-size", type=int)
+    budget.add_argument("--samples-per-epoch", type=int)
+    budget.add_argument(
+        "--plan", action="append", default=[], metavar="KEY=VALUE", help="any other plan key (JSON value)"
+    )
+    parser.add_argument(
+        "--drop-weights",
+        action="store_true",
+        help="delete each run's *.safetensors after its evaluation (results.jsonl keeps every number)",
+    )
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from results.jsonl")
+    parser.set_defaults(handler=_cmd_ablation)
+
+
+def _cmd_ablation(args: argparse.Namespace) -> int:
+    from s2mnet.bench.ablation import AblationConfig, parse_variants, run_ablation, write_report
+
+    if args.report_only:
+        write_report(args.out, args.command_line)
+        print(f"report rebuilt: {args.out / 'ablation.md'}")
+        return 0
+    if args.data is None:
+        raise S2MError("--data is required (except with --report-only)")
+    plan: dict[str, Any] = {}
+    for key in ("epochs", "size", "patch_size", "batch_size", "samples_per_epoch"):
+        value = getattr(args, key)
+        if value is not None:
+            if value < 1:
+                raise S2MError(f"--{key.replace('_', '-')} {value}: must be a positive integer")
+            plan[key] = value
+    for pair in args.plan:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise S2MError(f"--plan {pair}: expected KEY=VALUE")
+        try:
+            plan[key] = json.loads(value)
+        except json.JSONDecodeError:
+            plan[key] = value
+    run_ablation(
+        AblationConfig(
+            data=args.data,
+            out=args.out,
+            variants=parse_variants(args.variants),
+            seeds=list(dict.fromkeys(args.seeds)),
+            plan=plan,
+            splits=args.splits,
+            split_seed=args.split_seed,
+            device=args.device,
+            jobs=args.jobs,
+            amp=args.amp,
+            workers=args.workers,
+            time_limit_s=None if args.time_limit is None else 60.0 * args.time_limit,
+            drop_weights=args.drop_weights,
+            command=args.command_line,
+        )
+    )
+    return 0

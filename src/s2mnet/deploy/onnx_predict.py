@@ -1,0 +1,162 @@
+"""``s2m predict --model FILE.onnx``: segment images with an exported model and onnxruntime on the CPU.
+
+Needs numpy, Pillow, onnxruntime (and scikit-image for CLAHE plans, tifffile for TIFF inputs); torch,
+MONAI and albumentations are never imported. The ONNX file written by ``s2m export`` carries the run's
+plan, class count and threshold in its ``metadata_props`` (:func:`s2mnet.export.deployment_metadata`),
+so the predictor reproduces the torch ``s2m predict`` step by step:
+
+1. :func:`s2mnet.data.io.read_image` → :func:`s2mnet.deploy.preprocessing.preprocess` (the same
+   functions the torch path calls);
+2. resize to the plan's size, or gaussian-blended sliding windows in patch mode, optionally with 8-way
+   test-time augmentation (:func:`s2mnet.deploy.preprocessing.predict_whole_image`, numpy ports of
+   the torch/MONAI steps);
+3. sigmoid/softmax, back to the image's size, threshold (binary, {0, 255} PNG) or argmax (class-index
+   PNG), written as ``OUTPUT/<stem>.png`` (:mod:`s2mnet.deploy.files`).
+
+Masks agree with the torch predictor's except for pixels whose probability lies within float rounding
+(~1e-6) of the threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from s2mnet.data.io import read_image
+from s2mnet.deploy.files import input_images, output_paths, write_mask
+from s2mnet.deploy.preprocessing import (
+    BatchPredictor,
+    dihedral_average,
+    logits_to_probs,
+    predict_whole_image,
+    preprocess,
+    probs_to_mask,
+)
+from s2mnet.errors import DataError, S2MError
+
+# Same spelling as s2mnet.export.METADATA_PREFIX (not imported: that module imports torch).
+_PREFIX = "s2mnet."
+
+
+@dataclass(frozen=True)
+class OnnxSegmenter:
+    """An exported model ready for inference: the onnxruntime session and its deployment metadata."""
+
+    path: Path
+    session: Any
+    plan: dict
+    num_classes: int
+    threshold: float
+    class_names: list[str]
+
+    @property
+    def binary(self) -> bool:
+        """One output channel: sigmoid and a threshold (else softmax and argmax)."""
+        return self.num_classes == 1
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """``(B, C, h, w)`` float32 → ``(B, K, h, w)`` logits."""
+        return self.session.run(None, {"image": np.ascontiguousarray(batch, np.float32)})[0]
+
+    def probs(self, batch: np.ndarray) -> np.ndarray:
+        """``(B, C, h, w)`` float32 → ``(B, K, h, w)`` probabilities (sigmoid / softmax)."""
+        return logits_to_probs(self.logits(batch))
+
+    def predict_mask(self, image: np.ndarray, tta: bool = False, source: Path | None = None) -> np.ndarray:
+        """``(H, W)`` uint8 mask of a :func:`read_image` array, at the image's size."""
+        try:
+            prepared = preprocess(image, self.plan)
+        except ValueError as exc:
+            raise DataError(f"{source or 'image'}: {exc} (the model {self.path.name} expects that)") from None
+        predictor: BatchPredictor = dihedral_average(self.probs) if tta else self.probs
+        probs = predict_whole_image(prepared.transpose(2, 0, 1), self.plan, predictor)
+        return probs_to_mask(probs, self.threshold)
+
+
+def load_onnx_model(path: str | os.PathLike) -> OnnxSegmenter:
+    """Open an ``s2m export`` ONNX file with onnxruntime (CPU) and read its deployment metadata.
+
+    Raises:
+        S2MError: a missing file, a file that is not ONNX, an ONNX model without s2mnet metadata (not
+            written by ``s2m export``), or one whose input does not match its metadata.
+    """
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise S2MError(f"{path}: ONNX model file not found")
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise S2MError(f"{path}: not a valid ONNX model ({first[:200]})") from None
+    meta = session.get_modelmeta().custom_metadata_map
+    if _PREFIX + "plan" not in meta:
+        raise S2MError(f"{path}: no s2mnet metadata; export the model with `s2m export --run RUN`")
+    try:
+        plan = json.loads(meta[_PREFIX + "plan"])
+        num_classes = int(meta[_PREFIX + "num_classes"])
+        threshold = float(meta.get(_PREFIX + "threshold", "0.5"))
+        class_names = json.loads(meta.get(_PREFIX + "class_names", "[]"))
+    except (KeyError, ValueError) as exc:
+        raise S2MError(f"{path}: damaged s2mnet metadata ({exc})") from None
+    if plan.get("label_mode") == "multilabel":
+        raise S2MError(f"{path}: multi-label (overlapping regions) models are not supported by --model yet")
+    _check_input(path, session, int(plan.get("in_channels", 3)))
+    return OnnxSegmenter(path, session, plan, num_classes, threshold, class_names)
+
+
+def predict_onnx_paths(
+    model_path: str | os.PathLike,
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    output_dir: str | os.PathLike,
+    tta: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> list[Path]:
+    """Segment image files / folders with an exported ONNX model; masks as ``s2m predict --run`` writes.
+
+    Args:
+        model_path: an ``.onnx`` file written by ``s2m export``.
+        inputs: image files or folders (their image files, sorted by name), or one of those.
+        output_dir: where the masks go (created if needed).
+        tta: 8-way dihedral test-time augmentation.
+        overwrite: allow replacing existing mask files of the same names.
+        progress: show a progress bar; ``None`` → when standard error is a terminal.
+
+    Returns:
+        The written mask paths, in input order.
+    """
+    images = input_images(inputs)
+    outputs = output_paths(images, output_dir, overwrite)
+    model = load_onnx_model(model_path)
+    pairs: Any = list(zip(images, outputs, strict=True))
+    if progress or (progress is None and sys.stderr.isatty()):
+        from tqdm import tqdm
+
+        pairs = tqdm(pairs, desc="predict", unit="image")
+    written = []
+    for source, target in pairs:
+        write_mask(target, model.predict_mask(read_image(source), tta=tta, source=source), model.binary)
+        written.append(target)
+    return written
+
+
+def _check_input(path: Path, session: Any, channels: int) -> None:
+    """The graph must take ``image`` (B, C, H, W) with C = the metadata's ``in_channels``."""
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or inputs[0].name != "image" or len(inputs[0].shape) != 4:
+        found = ", ".join(f"{item.name}{item.shape}" for item in inputs)
+        raise S2MError(f"{path}: expected one input 'image' (batch, channels, H, W), found {found}")
+    declared = inputs[0].shape[1]
+    if isinstance(declared, int) and declared != channels:
+        raise S2MError(
+            f"{path}: the network takes {declared} channel(s) but its metadata says in_channels={channels}"
+        )
