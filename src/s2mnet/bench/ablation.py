@@ -102,6 +102,7 @@ class AblationConfig:
     amp: str = "none"
     workers: int | None = None
     time_limit_s: float | None = None
+    val_every: int | None = None
     drop_weights: bool = False
     command: list[str] | None = None
 
@@ -132,6 +133,7 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
             amp=spec["amp"],
             workers=spec["workers"],
             time_limit_s=spec["time_limit_s"],
+            val_every=spec.get("val_every"),
             overwrite=True,
             quiet=True,
             tensorboard=False,
@@ -216,6 +218,7 @@ def _budget(config: AblationConfig) -> dict[str, Any]:
         "data": str(Path(config.data).resolve()) if config.data is not None else None,
         "plan": config.plan,
         "time_limit_s": config.time_limit_s,
+        "val_every": config.val_every,
         "amp": config.amp,
     }
 
@@ -334,6 +337,7 @@ def _spec(config: AblationConfig, out: Path, variant: str, seed: int) -> dict[st
         "amp": config.amp,
         "workers": config.workers,
         "time_limit_s": config.time_limit_s,
+        "val_every": config.val_every,
         "drop_weights": config.drop_weights,
         "command": list(config.command or sys.argv),
     }

@@ -200,6 +200,7 @@ def _add_ablation(commands: argparse._SubParsersAction) -> None:
     budget.add_argument("--patch-size", type=int)
     budget.add_argument("--batch-size", type=int)
     budget.add_argument("--samples-per-epoch", type=int)
+    budget.add_argument("--val-every", type=int, help="validate every N epochs (default 1)")
     budget.add_argument(
         "--plan", action="append", default=[], metavar="KEY=VALUE", help="any other plan key (JSON value)"
     )
@@ -222,6 +223,8 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
     if args.data is None:
         raise S2MError("--data is required (except with --report-only)")
     plan: dict[str, Any] = {}
+    if args.val_every is not None and args.val_every < 1:
+        raise S2MError(f"--val-every {args.val_every}: must be a positive integer")
     for key in ("epochs", "size", "patch_size", "batch_size", "samples_per_epoch"):
         value = getattr(args, key)
         if value is not None:
@@ -250,6 +253,7 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
             amp=args.amp,
             workers=args.workers,
             time_limit_s=None if args.time_limit is None else 60.0 * args.time_limit,
+            val_every=args.val_every,
             drop_weights=args.drop_weights,
             command=args.command_line,
         )

@@ -566,22 +566,6 @@ def _train(config: TrainConfig, context: DistContext, device_name: str) -> dict[
         "batch_size_per_rank": per_rank_batch,
         "effective_batch_size": per_rank_batch * context.world_size,
     }
-    if context.is_main:
-        if config.resume:
-            run_dir = Path(config.out)
-            _remove_stale_temporaries(run_dir)
-            run_config.setdefault("resumed", []).append(
-                {
-                    "from_epoch": int(state["trainer"]["epoch"]),
-                    "command": config.command or sys.argv,
-                    "time": datetime.now(UTC).isoformat(timespec="seconds"),
-                }
-            )
-            run_config["status"] = "running"
-        else:
-            run_dir = prepare_output_dir(
-                config.out, overwrite=config.overwrite, marker=RUN_CONFIG, owned=RUN_FILES + EVAL_DIRS
-            )
     run_dir = Path(config.out)
     say(f"s2m train: {len(index.cases)} cases in {config.data} ({index.layout}); device {device}")
     say(f"splits: {len(train_cases)} train, {len(val_cases)} val, {len(splits.get('test', []))} test")
@@ -595,31 +579,11 @@ def _train(config: TrainConfig, context: DistContext, device_name: str) -> dict[
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     say(f"model {config.model}: {sum(p.numel() for p in model.parameters()):,} parameters; loss {loss_name}")
-
-    if context.is_main and not config.resume:
-        run_config = {
-            "status": "running",
-            "model": model_config(model),
-            "plan": plan,
-            "loss": {"name": loss_name, **config.loss_args},
-            "num_classes": int(plan["num_classes"]),
-            "in_channels": int(plan["in_channels"]),
-            "classes": plan.get("classes", _default_class_names(int(plan["num_classes"]))),
-            "seed": config.seed,
-            "data": str(Path(config.data).resolve()),
-            "splits": SPLITS_JSON,
-            "command": config.command or sys.argv,
-            "train_config": _jsonable(asdict(config)),
-            "device": str(device),
-            "distributed": batch_info,
-            "versions": _versions(),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        atomic_write_json(run_dir / PLAN_JSON, plan)
-        from s2mnet.data import save_splits
-
-        save_splits(splits, run_dir / SPLITS_JSON)
     if context.is_main:
+        if config.resume:
+            run_config = _resumed_run_config(run_dir, run_config, int(state["trainer"]["epoch"]), config)
+        else:
+            run_config = _new_run_config(config, plan, splits, model.config, loss_name, device, batch_info)
         write_run_config(run_dir, run_config)
 
     validate = _make_validator(val_cases, plan, device) if val_cases else None
@@ -669,9 +633,55 @@ def _train(config: TrainConfig, context: DistContext, device_name: str) -> dict[
     return summary
 
 
-def model_config(model: torch.nn.Module) -> dict[str, Any]:
-    """The ``create_model`` arguments of ``model`` (stored in ``run.json``)."""
-    return dict(model.config)
+def _new_run_config(
+    config: TrainConfig,
+    plan: dict[str, Any],
+    splits: dict,
+    model_config: dict[str, Any],
+    loss_name: str,
+    device: torch.device,
+    batch_info: dict[str, Any],
+) -> dict[str, Any]:
+    """Create the run folder (``--overwrite`` removes only s2m's files), write the plan and the split, and
+    return the ``run.json`` content of a new run (``"status": "running"``)."""
+    from s2mnet.data import save_splits
+
+    run_dir = prepare_output_dir(
+        config.out, overwrite=config.overwrite, marker=RUN_CONFIG, owned=RUN_FILES + EVAL_DIRS
+    )
+    atomic_write_json(run_dir / PLAN_JSON, plan)
+    save_splits(splits, run_dir / SPLITS_JSON)
+    return {
+        "status": "running",
+        "model": model_config,
+        "plan": plan,
+        "loss": {"name": loss_name, **config.loss_args},
+        "num_classes": int(plan["num_classes"]),
+        "in_channels": int(plan["in_channels"]),
+        "classes": plan.get("classes", _default_class_names(int(plan["num_classes"]))),
+        "seed": config.seed,
+        "data": str(Path(config.data).resolve()),
+        "splits": SPLITS_JSON,
+        "command": config.command or sys.argv,
+        "train_config": _jsonable(asdict(config)),
+        "device": str(device),
+        "distributed": batch_info,
+        "versions": _versions(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _resumed_run_config(
+    run_dir: Path, run_config: dict[str, Any], epoch: int, config: TrainConfig
+) -> dict[str, Any]:
+    """``run.json`` of a resumed run: running again, with the resume recorded; stale temporaries removed."""
+    _remove_stale_temporaries(run_dir)
+    resumed = {
+        "from_epoch": epoch,
+        "command": config.command or sys.argv,
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return {**run_config, "status": "running", "resumed": [*run_config.get("resumed", []), resumed]}
 
 
 def _new_plan(config: TrainConfig, index: Any, device: torch.device) -> tuple[dict[str, Any], dict]:
