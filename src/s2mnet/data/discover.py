@@ -6,10 +6,13 @@ The pairing is a set of general rules, not per-dataset special cases (docs/data.
    isic2018, task1, training, ground, truth). The innermost folder with a role word gives a file its role:
    second observer (``2nd``, ``manual2``, ``vk``, ...; ignored), field of view (``fov``, ``roi``), mask
    (``masks``, ``labels``, ``gt``, ``ground truth``, ``1st_manual``, ``segmentation``, ...), image
-   (``images``, ``img``, ``original``, ``input``, ...). A generic ``mask`` folder next to a folder with
-   a stronger annotation word (``1st_manual``, ``manual1``, ``gt``) holds field-of-view masks (DRIVE and
-   HRF as distributed). A strong annotation folder holding files also counts next to a folder of
-   images without a role word (ETIS-LaribPolypDB's ``ETIS-LaribPolypDB/`` beside ``Ground Truth/``).
+   (``images``, ``img``, ``original``, ``input``, ...); the second view of a stereo pair (``right_frames``)
+   is ignored. Folders with a mask word inside a mask folder (one per annotated object, EndoVis17's
+   ``ground_truth/<Instrument>_labels/``) do not separate groups: their masks are merged. A generic
+   ``mask`` folder next to a folder with a stronger annotation word (``1st_manual``, ``manual1``, ``gt``)
+   holds field-of-view masks (DRIVE and HRF as distributed). A strong annotation folder holding files
+   also counts next to a folder of images without a role word (ETIS-LaribPolypDB's
+   ``ETIS-LaribPolypDB/`` beside ``Ground Truth/``).
    Folders without a role word are *mixed*: the file-name suffix decides.
 2. **Suffixes.** A mask's stem minus a mask suffix (``_mask``, ``_lesion``, ``_segmentation``,
    ``_1stHO``, ``_manual1``, ``.ah``, ``_gt``, ``_label``, ... optionally numbered: ``_mask_1``), or
@@ -52,6 +55,8 @@ if TYPE_CHECKING:
     from s2mnet.data.formats.nifti import VolumeSlice
 
 SECOND_OBSERVER_WORDS = frozenset({"2nd", "second", "manual2", "2ndho", "vk", "observer2", "2ndmanual"})
+#: The second view of a stereo pair, annotated only on the left view (EndoVis17's ``right_frames/``).
+SECOND_VIEW_WORDS = frozenset({"rightframes", "rightimages", "rightview"})
 FOV_WORDS = frozenset({"fov", "roi", "fieldofview"})
 STRONG_MASK_WORDS = frozenset(
     {
@@ -188,7 +193,7 @@ def _words(name: str) -> list[str]:
 def _folder_role(name: str) -> tuple[str | None, bool]:
     """Role of a folder from its words and whether the mask role is a strong one."""
     words = _words(name)
-    if any(w in SECOND_OBSERVER_WORDS for w in words):
+    if any(w in SECOND_OBSERVER_WORDS or w in SECOND_VIEW_WORDS for w in words):
         return "ignored", False
     if any(w in FOV_WORDS for w in words):
         return "fov", False
@@ -236,7 +241,11 @@ def _classify(
     if role == "mask" and root.joinpath(*parts[: role_index + 1]) in fov_folders:
         role = "fov"
     split = next((s for s in map(_split_of, parts) if s), None)
-    context = tuple(p for i, p in enumerate(parts) if i != role_index and _split_of(p) is None)
+    context = tuple(
+        p
+        for i, p in enumerate(parts)
+        if i != role_index and _split_of(p) is None and not _annotation_subfolder(role, role_index, i, p)
+    )
     stem = file_stem(path)
     if role is None:  # mixed folder: the file-name suffix decides
         if _SECOND_SUFFIX.search(stem) or _AUXILIARY_SUFFIX.search(stem):
@@ -255,6 +264,16 @@ def _classify(
         key = stem
     role_folder = parts[role_index] if role_index is not None else None
     return _File(path, role, key, split, context, role_folder, _MASK_PREFIX.sub("", key))
+
+
+def _annotation_subfolder(role: str | None, role_index: int | None, index: int, name: str) -> bool:
+    """A folder with a mask word inside a mask folder: one per annotated object or class.
+
+    EndoVis17's ``ground_truth/<Instrument>_labels/frame000.png``: such folders are left out of the
+    mask's group, so the masks of every object pair with the one image and are merged (rule 2).
+    """
+    below_mask = role == "mask" and role_index is not None and index > role_index
+    return below_mask and _folder_role(name)[0] == "mask"
 
 
 def _role_folders(root: Path, files: list[Path]) -> tuple[set[Path], set[Path]]:

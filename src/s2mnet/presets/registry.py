@@ -502,45 +502,46 @@ def resolve_split(preset: Preset, index: DatasetIndex) -> dict[str, Any]:
 
     Split files (``splits/*.json``) have a ``kind``:
 
-    * ``lists`` — explicit image stems per part (official or conventional splits determined by names);
-      cases absent from the folder are left out and counted (``missing``); ``val`` is carved from
-      ``train`` by ``val_rule`` ``{"fraction", "seed"}`` when the list has none.
-    * ``published`` — the split found in the folder names by :func:`~s2mnet.data.discover` (ISIC-2018);
-      parts it lacks are carved from train by ``ratios``/``seed``; no published split → ``seeded``.
-    * ``seeded`` — ``ratios`` ``{"train", "val", "test"}`` over the case ids ordered by SHA-256 of
-      ``"<seed>:<id>"``: the same cases for every user and every training seed.
+    * ``lists`` — explicit names per part (image stems, or units, below: official or conventional
+      splits determined by names); names absent from the folder are left out and counted (``missing``);
+      ``val`` is carved from ``train`` by ``val_rule`` ``{"fraction", "seed"}`` when the list has none.
+    * ``published`` — the split found in the folder names by :func:`~s2mnet.data.discover` (ISIC-2018,
+      ACDC's ``training/`` + ``testing/``); parts it lacks are carved from train by ``ratios``/``seed``;
+      no published split → ``seeded``.
+    * ``seeded`` — ``ratios`` ``{"train", "val", "test"}`` over the units ordered by SHA-256 of
+      ``"<seed>:<unit>"``: the same cases for every user and every training seed.
+
+    Every rule draws **units**, never single cases of a unit: the match of the file's ``group_pattern``
+    in the image path (EndoVis17's ``instrument_dataset_<n>``, ACDC's ``patient<nnn>``), else the case's
+    ``group`` (the slices of one NIfTI volume), else the case itself. A grouped split lists its units
+    under ``groups``.
 
     Raises:
-        DataError: a part that ends up empty (e.g. a folder holding only DRIVE's test images).
+        DataError: a part that ends up empty (e.g. a folder holding only DRIVE's test images), or an
+            image path without the file's ``group_pattern``.
     """
-    from s2mnet.data.io import file_stem
-
     spec = preset.split_spec()
-    ids = sorted(case.case_id for case in index.cases)
+    unit_of = _units(preset, spec, index)
     kind = spec["kind"]
     seed = int(spec.get("seed", 0))
     ratios = spec.get("ratios", {})
     missing = 0
     if kind == "lists":
-        by_stem = {file_stem(case.image): case.case_id for case in index.cases}
-        parts = {}
-        for part in ("train", "val", "test"):
-            listed = spec.get(part, [])
-            parts[part] = sorted(by_stem[s] for s in listed if s in by_stem)
-            missing += sum(s not in by_stem for s in listed)
-        rule = spec.get("val_rule", {})
+        parts, missing = _listed_units(spec, index, unit_of)
         if not parts["val"]:
+            rule = spec.get("val_rule", {})
             parts["train"], parts["val"] = _carve(parts["train"], float(rule.get("fraction", 0.2)), seed)
         source = spec["source"]
     elif kind == "published" and index.known_split:
-        parts = {p: sorted(index.known_split.get(p, [])) for p in ("train", "val", "test")}
+        known = index.known_split
+        parts = {p: sorted({unit_of[i] for i in known.get(p, [])}) for p in ("train", "val", "test")}
         source = spec["source"]
         for part in ("test", "val"):
             if not parts[part]:
                 parts["train"], parts[part] = _carve(parts["train"], float(ratios.get(part, 0.1)), seed)
                 source += f"; {part} carved from train ({ratios.get(part, 0.1):.0%}, seed {seed})"
     else:
-        order = _seeded_order(ids, seed)
+        order = _seeded_order(sorted(set(unit_of.values())), seed)
         n_test, n_val = _counts(len(order), ratios)
         parts = {
             "test": sorted(order[:n_test]),
@@ -553,7 +554,45 @@ def resolve_split(preset: Preset, index: DatasetIndex) -> dict[str, Any]:
     for part in ("train", "test"):
         if not parts[part]:
             raise DataError(f"{index.root}: the {preset.title} split leaves no {part} cases ({source})")
-    split = {**parts, "source": source, "seed": seed, "kind": kind}
+    cases = {p: sorted(c for c, u in unit_of.items() if u in set(units)) for p, units in parts.items()}
+    split = {**cases, "source": source, "seed": seed, "kind": kind}
+    if any(unit != case_id for case_id, unit in unit_of.items()):
+        split["groups"] = parts
     if missing:
         split["missing"] = missing
     return split
+
+
+def _units(preset: Preset, spec: dict[str, Any], index: DatasetIndex) -> dict[str, str]:
+    """``{case id: unit}`` (:func:`resolve_split`): ``group_pattern`` match, volume group, or the case."""
+    pattern = re.compile(spec["group_pattern"]) if spec.get("group_pattern") else None
+    units = {}
+    for case in index.cases:
+        unit = case.group or case.case_id
+        if pattern is not None:
+            path = case.image.relative_to(index.root) if index.root in case.image.parents else case.image
+            found = pattern.search(path.as_posix())
+            if found is None:
+                raise DataError(
+                    f"{case.image}: no {preset.title} unit in its path (expected {pattern.pattern!r}, the "
+                    f"unit the split keeps together); expected {preset.layout}"
+                )
+            unit = found.group(0)
+        units[case.case_id] = unit
+    return units
+
+
+def _listed_units(
+    spec: dict[str, Any], index: DatasetIndex, unit_of: dict[str, str]
+) -> tuple[dict[str, list[str]], int]:
+    """Units named by a ``lists`` file (by unit or by image stem) and the number of names not found."""
+    from s2mnet.data.io import file_stem
+
+    by_name = {file_stem(case.image): unit_of[case.case_id] for case in index.cases}
+    by_name.update({unit: unit for unit in unit_of.values()})
+    parts, missing = {}, 0
+    for part in ("train", "val", "test"):
+        listed = spec.get(part, [])
+        parts[part] = sorted({by_name[name] for name in listed if name in by_name})
+        missing += sum(name not in by_name for name in listed)
+    return parts, missing
