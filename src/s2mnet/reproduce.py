@@ -38,7 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "dataset",
-        help="kvasir, cvc-clinicdb, cvc-colondb, etis, isic2018, ph2, glas, busi, stare, drive, chase",
+        help="kvasir, cvc-clinicdb, cvc-colondb, etis, isic2018, ph2, glas, busi, stare, drive, chase, "
+        "endovis17-binary, endovis17-parts, brats2020, acdc",
     )
     parser.add_argument(
         "--data", required=True, type=Path, help="the dataset folder, as its publisher lays it out"

@@ -11,9 +11,10 @@ Scales (choice documented in docs/presets.md):
   CLAHE, field of view where distributed), the paper's full augmentation, 150 epochs of 30 × the training
   cases (virtual epochs), batch 8, Adam-style recipe at lr 1e-4 with 10 warm-up epochs, cosine to 1e-6,
   patience 50, clipping 1.0, weight decay 1e-4.
-* ``cpu-small`` — a stated reduced protocol for a 2-core CPU (about 10 minutes per seed): 160², 20 epochs
-  of 128 samples (fundus: 128² patches, 15 epochs of 64 patches), light augmentation, batch 8, lr 1e-3
-  (the trainer's short-run rate), 3 warm-up epochs, patience 10.
+* ``cpu-small`` — a stated reduced protocol for a 2-core CPU, the same budget as the committed claims-lab
+  ablations (docs/results/): 96², 8 epochs of 48 samples, batch 4 (fundus: 96² patches, 6 epochs of 48,
+  sliding-window overlap 0.25), light augmentation, lr 1e-3 (the trainer's short-run rate), no warm-up,
+  patience 10 — one to two minutes per seed on one core.
 * ``ci`` — (hidden) one epoch of two samples at 32² for tests.
 """
 
@@ -47,7 +48,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "clip_grad": 1.0,
         "patience": 50,
     },
-    "cpu-small": {"lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 3, "clip_grad": 1.0, "patience": 10},
+    "cpu-small": {"lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 0, "clip_grad": 1.0, "patience": 10},
     "ci": {"lr": 1e-3, "warmup_epochs": 0, "patience": 0},
 }
 
@@ -57,11 +58,11 @@ _PLANS: dict[str, dict[str, dict[str, Any]]] = {
         "paper": {"mode": "resize", "size": 352, "augment": "full", "epochs": 150, "batch_size": 8},
         "cpu-small": {
             "mode": "resize",
-            "size": 160,
+            "size": 96,
             "augment": "light",
-            "epochs": 20,
-            "batch_size": 8,
-            "samples_per_epoch": 128,
+            "epochs": 8,
+            "batch_size": 4,
+            "samples_per_epoch": 48,
         },
         "ci": {
             "mode": "resize",
@@ -83,12 +84,13 @@ _PLANS: dict[str, dict[str, dict[str, Any]]] = {
         },
         "cpu-small": {
             "mode": "patch",
-            "patch_size": 128,
+            "patch_size": 96,
+            "overlap": 0.25,
             "preprocess": "green_clahe",
             "augment": "light",
-            "epochs": 15,
-            "batch_size": 8,
-            "samples_per_epoch": 64,
+            "epochs": 6,
+            "batch_size": 4,
+            "samples_per_epoch": 48,
         },
         # ci: a smoke test of the fundus pipeline (green channel + CLAHE, FOV) on whole resized images;
         # sliding 32² windows over 565×584 images would take minutes.
@@ -149,11 +151,13 @@ class Preset:
         protocol: ``resize`` (352² resized images) or ``fundus`` (patches, green channel + CLAHE).
         name_pattern: regular expression every image file stem must match (:func:`check_data`).
         example_names: shown in the error when the folder does not look like this dataset.
-        full_size: number of labelled images in the complete public release.
+        full_size: number of labelled images (BraTS: volumes, ACDC: patients) in the public release.
         paper: the paper's numbers.
         labels: extra plan settings of the label mode (``label_mode``/``regions``), if any.
         ready: False for registry entries whose data format or label mode is completed elsewhere.
         notes: caveats shown in the docs and the result row.
+        epoch_factor: ``paper`` scale samples per epoch = this × the training cases (PAPER.md §4's ×30
+            "virtual epoch" of small datasets; 1 for BraTS, whose tens of thousands of slices are not small).
     """
 
     name: str
@@ -171,6 +175,7 @@ class Preset:
     labels: dict[str, Any] = field(default_factory=dict)
     ready: bool = True
     notes: str = ""
+    epoch_factor: int = PAPER_VIRTUAL_EPOCH_FACTOR
 
     def split_spec(self) -> dict[str, Any]:
         """The shipped split file, parsed."""
@@ -179,6 +184,12 @@ class Preset:
 
 
 _POLYP = "colonoscopy (polyps)"
+_ENDOVIS_LAYOUT = (
+    "instrument_dataset_<n>/left_frames/frame<nnn>.png ↔ instrument_dataset_<n>/ground_truth/"
+    "<Instrument>_labels/frame<nnn>.png (one part map per instrument: 10 shaft, 20 wrist, 30 clasper; "
+    "merged); "
+    "right_frames/ (stereo right view) ignored"
+)
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
@@ -355,68 +366,74 @@ PRESETS: dict[str, Preset] = {
             "endovis17-binary",
             "EndoVis17 binary",
             "robotic surgery video (instruments)",
-            "placeholder: completed with the EndoVis17 format (per-instrument part maps 10/20/30)",
+            _ENDOVIS_LAYOUT,
             "binary",
             ("instrument",),
             "endovis17.json",
             "resize",
-            r".+",
-            "frame000",
-            None,
+            r"frame\d{3}",
+            "frame000, frame224",
+            1800,
             _paper(95.95, 95.93, 95.45, 95.24, "RAPUNet", 95.78),
             labels=LABEL_PRESETS["endovis17_binary"],
-            ready=False,
+            notes="instrument = any part value (10, 20, 30) of any instrument's mask; Other_labels' values "
+            "are not parts (background); frames used whole (the 1280×1024 crop at (320, 28) is not applied)",
         ),
         Preset(
             "endovis17-parts",
             "EndoVis17 multiclass (shaft/wrist/clasper)",
             "robotic surgery video (instrument parts)",
-            "placeholder: completed with the EndoVis17 format (per-instrument part maps 10/20/30)",
+            _ENDOVIS_LAYOUT,
             "multiclass",
             ("shaft", "wrist", "clasper"),
             "endovis17.json",
             "resize",
-            r".+",
-            "frame000",
-            None,
+            r"frame\d{3}",
+            "frame000, frame224",
+            1800,
             _paper(83.43, 61.07, 74.74, 73.22, "RAPUNet", 74.81),
             labels=LABEL_PRESETS["endovis17_parts"],
-            ready=False,
-            notes="the paper gives only the mean over the three parts",
+            notes="the paper gives only the mean over the three parts; the instruments' part maps are merged "
+            "by the largest value where two overlap",
         ),
         Preset(
             "brats2020",
             "BraTS2020 (ET/TC/WT)",
             "brain MRI (tumour regions)",
-            "placeholder: completed with the NIfTI format (BraTS20_Training_<nnn>/*_<modality>.nii.gz)",
+            "MICCAI_BraTS2020_TrainingData/BraTS20_Training_<nnn>/BraTS20_Training_<nnn>_"
+            "{flair,t1,t1ce,t2,seg}.nii[.gz] (4 modalities stacked as channels, axial slices along the last "
+            "axis); name_mapping.csv, survival_info.csv and unlabelled validation volumes ignored",
             "multilabel",
             ("ET", "TC", "WT"),
             "brats2020.json",
             "resize",
-            r".+",
-            "BraTS20_Training_001",
+            r"BraTS20_Training_\d{3}_flair",
+            "BraTS20_Training_001_flair",
             369,
             _paper(79.96, 65.67, 68.36, 69.86, "RAPUNet", 67.82),
             labels=LABEL_PRESETS["brats"],
-            ready=False,
-            notes="the paper gives only the mean over ET/TC/WT",
+            epoch_factor=1,
+            notes="the paper gives only the mean over ET/TC/WT; Dice per 2-D slice; training case 355's "
+            "label is distributed as W39_1998.09.19_Segm.nii: rename it BraTS20_Training_355_seg.nii or the "
+            "case is ignored",
         ),
         Preset(
             "acdc",
             "ACDC (LV/MYO/RV)",
             "cardiac cine MRI",
-            "placeholder: completed with the NIfTI format (patient<nnn>/patient<nnn>_frame<nn>[_gt].nii.gz)",
+            "ACDC/database/{training,testing}/patient<nnn>/patient<nnn>_frame<nn>.nii.gz ↔ "
+            "patient<nnn>_frame<nn>_gt.nii.gz (end-diastole and end-systole frames, slices along the last "
+            "axis); patient<nnn>_4d.nii.gz and Info.cfg ignored",
             "multiclass",
             ("RV", "MYO", "LV"),
             "acdc.json",
             "resize",
-            r".+",
+            r"patient\d{3}_frame\d{2}",
             "patient001_frame01",
             150,
             _paper(93.09, 89.52, 92.44, 92.32, "DuckNet", 92.13),
             labels=LABEL_PRESETS["acdc"],
-            ready=False,
-            notes="the paper gives only the mean over LV/MYO/RV",
+            notes="the paper gives only the mean over LV/MYO/RV; Dice per 2-D slice",
         ),
     )
 }
@@ -462,12 +479,12 @@ def check_data(preset: Preset, root) -> DatasetIndex:
 
 
 def plan_overrides(preset: Preset, scale: str, n_train: int) -> dict[str, Any]:
-    """The data-plan settings of ``scale`` for this preset (``paper``: virtual epoch 30 × ``n_train``)."""
+    """The data-plan settings of ``scale`` (``paper``: virtual epoch ``epoch_factor`` × ``n_train``)."""
     if scale not in SCALES:
         raise S2MError(f"unknown scale {scale!r} (use {', '.join(SCALES[:2])})")
     plan = dict(_PLANS[preset.protocol][scale])
     if scale == "paper":
-        plan["samples_per_epoch"] = PAPER_VIRTUAL_EPOCH_FACTOR * max(1, n_train)
+        plan["samples_per_epoch"] = preset.epoch_factor * max(1, n_train)
     if preset.label_mode == "binary" and not preset.labels:
         plan["num_classes"] = 1
     plan.update(preset.labels)
