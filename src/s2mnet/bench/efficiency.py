@@ -642,8 +642,10 @@ def efficiency_markdown(result: dict[str, Any]) -> str:
         "# s2m bench efficiency",
         "",
         f"- command: `{' '.join(result['command'])}`",
-        *(f"- cell re-measured and merged into the JSON by hand: `{' '.join(command)}`"
-          for command in result.get("merged_commands", [])),
+        *(
+            f"- cell re-measured and merged into the JSON by hand: `{' '.join(command)}`"
+            for command in result.get("merged_commands", [])
+        ),
         f"- machine: {result['machine']}; torch {result['torch']}; device {result['device']}; "
         f"amp {result['amp']}; batch {result['batch']}; wall time {result.get('wall_s', 0):.0f} s",
         f"- latency: median of up to {result['repeats']} timed runs after {result['warmup']} warm-up runs; "
