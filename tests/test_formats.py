@@ -13,7 +13,7 @@ from PIL import Image
 
 from s2mnet.cli import main
 from s2mnet.data import discover, fingerprint, make_plan, make_splits, read_image, read_mask
-from s2mnet.data.formats.nifti import write_label_volume
+from s2mnet.data.formats.nifti import volume_dice, write_label_volume
 from s2mnet.engine.checkpoint import save_weights, write_run_config
 from s2mnet.engine.predict import predict_paths
 from s2mnet.errors import DataError
@@ -281,6 +281,17 @@ def test_nifti_end_to_end_train_and_predict(tmp_path: Path) -> None:
     run_cli("evaluate", "--run", run, "--device", "cpu")
     metrics = json.loads((run / "eval_test" / "metrics.json").read_text())
     assert metrics["n_cases"] == 4 * len(volumes["test"])  # per slice, every slice of the test volumes
+    per_volume = {case["volume"]: case["dice"] for case in metrics["volumes"]["cases"]}
+    assert sorted(per_volume) == sorted(volumes["test"])
+    # the 3-D Dice of evaluate equals that of the predicted NIfTI volume against its label volume
+    test_volume = sorted(volumes["test"])[0]
+    run_cli(
+        "predict", "--run", run, "--input", data / f"imagesTr/{test_volume}_0000.nii.gz",
+        "--output", tmp_path / "test_pred", "--device", "cpu",
+    )  # fmt: skip
+    predicted = np.asarray(nib.load(tmp_path / f"test_pred/{test_volume}_0000.nii.gz").dataobj)
+    truth = np.asarray(nib.load(data / f"labelsTr/{test_volume}.nii.gz").dataobj)
+    assert per_volume[test_volume] == pytest.approx(volume_dice(predicted, truth))
     source = data / "imagesTr/c0_0000.nii.gz"
     run_cli("predict", "--run", run, "--input", source, "--output", tmp_path / "pred", "--device", "cpu")
     result = nib.load(tmp_path / "pred/c0_0000.nii.gz")

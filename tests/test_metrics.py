@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from s2mnet.engine.metrics import EMPTY_POLICY, case_metrics, cldice, image_diagonal, summarize
+from s2mnet.engine.metrics import (
+    EMPTY_POLICY,
+    VolumeDice,
+    case_metrics,
+    cldice,
+    image_diagonal,
+    summarize,
+)
 
 
 def square(top: int, left: int, side: int = 4, shape: tuple[int, int] = (10, 10)) -> np.ndarray:
@@ -166,6 +173,46 @@ def test_summarize_mean_and_std_skip_nothing():
     assert s["dice_std"] == pytest.approx(np.std([1.0, 0.0, 0.5]))
     assert s["hd95"] == pytest.approx(5.0)
     assert summarize([]) == {}
+
+
+def test_volume_dice_sums_counts_over_slices():
+    """Volume a: slice 1 has 4 true / 4 predicted pixels, 2 shared; slice 2 is empty in both → 3-D Dice
+    = 2·2 / (4 + 4) = 0.5 (the per-slice mean would be 0.75). Volume b: a missed object → 0."""
+    square = np.zeros((4, 4), np.uint8)
+    square[:2, :2] = 1
+    shifted = np.roll(square, 1, axis=1)
+    empty = np.zeros((4, 4), np.uint8)
+    volumes = VolumeDice()
+    volumes.add("a", shifted, square)
+    volumes.add("a", empty, empty)
+    volumes.add("b", empty, square)
+    result = volumes.result()
+    assert result["n_volumes"] == 2
+    assert [c["dice"] for c in result["cases"]] == [0.5, 0.0]
+    assert result["dice"] == pytest.approx(0.25) and result["dice_std"] == pytest.approx(0.25)
+
+
+def test_volume_dice_per_class_and_per_region():
+    truth = np.array([[1, 1, 2, 0]])
+    pred = np.array([[1, 0, 2, 2]])
+    classes = VolumeDice(num_classes=4)
+    classes.add("v", pred, truth)
+    per_class = classes.result()["per_class"]
+    # class 1: 2·1/(1+2); class 2: 2·1/(2+1); class 3: empty in both → 1
+    assert per_class["1"]["dice"] == pytest.approx(2 / 3) and per_class["2"]["dice"] == pytest.approx(2 / 3)
+    assert per_class["3"]["dice"] == 1.0
+    regions = VolumeDice(regions=["WT", "ET"])
+    regions.add("v", np.stack([pred > 0, pred == 2]), np.stack([truth > 0, truth == 2]))
+    by_region = regions.result()["per_class"]
+    assert by_region["WT"]["dice"] == pytest.approx(2 * 2 / (3 + 3))
+    assert by_region["ET"]["dice"] == pytest.approx(2 * 1 / (2 + 1))
+
+
+def test_volume_dice_counts_inside_the_fov_only():
+    truth = np.array([[1, 1]])
+    volumes = VolumeDice()
+    volumes.add("v", np.array([[1, 0]]), truth, fov=np.array([[1, 0]]))
+    assert volumes.result()["dice"] == 1.0
 
 
 def test_shape_mismatch_is_refused():

@@ -220,6 +220,7 @@ def test_one_training_step_per_preset(tmp_path, name):
     )
     if get_preset(name).label_mode != "binary":
         assert set(row["ours_per_class"]) == set(get_preset(name).classes)
+    assert row["dice_unit"] == ("volume" if name in ("brats2020", "acdc") else "image")
     plan = json.loads((tmp_path / "out" / "seed_0" / "plan.json").read_text())
     assert plan["in_channels"] == {"brats2020": 4, "acdc": 1}.get(name, 3)
     assert plan["num_classes"] == {"brats2020": 3, "acdc": 4, "endovis17-parts": 4}.get(name, 1)

@@ -171,11 +171,17 @@ def _load_results(out: Path, setup: dict[str, Any]) -> dict[str, Any]:
 
 
 def _seed_result(summary: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """One seed's numbers; volume data (BraTS, ACDC) report Dice per 3-D volume, as the field does."""
     result: dict[str, Any] = {name: metrics.get(name) for name in _METRICS}
-    result["per_class"] = {
-        metrics.get("class_names", {}).get(key, key): values.get("dice")
-        for key, values in (metrics.get("per_class") or {}).items()
-    }
+    names = metrics.get("class_names", {})
+    per_class = metrics.get("per_class") or {}
+    volumes = metrics.get("volumes")
+    if volumes:
+        result["dice_per_slice"] = result["dice"]
+        result["dice"] = volumes["dice"]
+        per_class = volumes["per_class"]
+    result["dice_unit"] = "volume" if volumes else "image"
+    result["per_class"] = {names.get(key, key): values.get("dice") for key, values in per_class.items()}
     result.update(
         n_test=metrics.get("n_cases"),
         best_val_dice=summary.get("best_dice"),
@@ -218,6 +224,7 @@ def make_row(preset, scale: str, results: dict[str, Any], seeds: list[int]) -> d
         "seeds": seeds,
         "split": results["split"]["source"],
         "n_test": runs[0]["n_test"] if runs else None,
+        "dice_unit": runs[0].get("dice_unit", "image") if runs else "image",
         "ours": ours,
         "ours_per_class": per_class,
         "paper_s2mnet": preset.paper.s2mnet,
@@ -255,7 +262,9 @@ def format_row_markdown(row: dict[str, Any]) -> str:
         )
     lines.append("")
     lines.append(
-        f"{row['protocol_note']}; seeds {', '.join(map(str, row['seeds']))}; "
+        f"{row['protocol_note']}; "
+        + ("Dice per 3-D volume (IoU and HD95 per 2-D slice); " if row.get("dice_unit") == "volume" else "")
+        + f"seeds {', '.join(map(str, row['seeds']))}; "
         f"training + evaluation wall time {row['wall_s'] / 60:.1f} min."
     )
     return "\n".join(lines)

@@ -11,6 +11,9 @@ plan uses one (fundus). Outputs, all written atomically into ``out_dir`` (defaul
   ``_std``), ``per_class``, ``n_cases``, ``split``, ``tta``, ``fov``, ``empty_policy``, and ``cases``
   (every case's metrics, for paired comparisons between runs);
 * ``cases.csv``: one row per case;
+* ``volumes`` in ``metrics.json`` (NIfTI data, evaluated slice by slice): the 3-D Dice of every test
+  volume, their mean ± std and per class (:class:`~s2mnet.engine.metrics.VolumeDice`), as BraTS and
+  ACDC results are reported; the top-level values stay per slice;
 * ``overlays/``: PNGs of the best and the worst cases by Dice; ``report.md``: summary and pictures.
 
 The ground truth is read in the plan's label mode (:func:`s2mnet.data.labels.read_target`): multi-label
@@ -33,7 +36,7 @@ import torch.nn.functional as F
 
 from s2mnet.engine.checkpoint import load_model, read_run_json
 from s2mnet.engine.inference import predict_probs, probs_to_mask
-from s2mnet.engine.metrics import EMPTY_POLICY, case_metrics, summarize
+from s2mnet.engine.metrics import EMPTY_POLICY, VolumeDice, case_metrics, summarize
 from s2mnet.engine.report import save_overlay, write_report
 from s2mnet.errors import DataError, RunError, S2MError
 from s2mnet.io_utils import atomic_write_json, atomic_write_text
@@ -110,6 +113,7 @@ def evaluate_run(
     rows: list[dict] = []
     kept: dict[str, np.ndarray] = {}  # predicted masks of the current best / worst cases, for overlays
     used_fov = False
+    volumes = VolumeDice(num_classes=num_classes, regions=regions)
     iterator = cases
     if progress or (progress is None and sys.stderr.isatty()):
         from tqdm import tqdm
@@ -139,6 +143,8 @@ def evaluate_run(
                 "pred_pixels": _foreground_pixels(pred),
             }
         )
+        if case.slice is not None:
+            volumes.add(case.group or case.image.name, pred, truth, fov)
         kept[case.case_id] = pred
         _keep_extremes(kept, rows, overlays)
 
@@ -167,6 +173,8 @@ def evaluate_run(
         result["regions"] = plan["regions"]
     elif isinstance(config.get("classes"), list):
         result["class_names"] = {str(i): name for i, name in enumerate(config["classes"])}
+    if volumes.counts:
+        result["volumes"] = volumes.result()  # per_class keyed as the top-level per_class
     result["cases"] = rows
 
     out.mkdir(parents=True, exist_ok=True)

@@ -135,6 +135,72 @@ def summarize(rows: Sequence[dict]) -> dict:
     return summary
 
 
+class VolumeDice:
+    """3-D Dice per volume, accumulated slice by slice (NIfTI data evaluated as 2-D slices).
+
+    BraTS and ACDC results are reported per volume, not per slice. MONAI's ``DiceMetric`` would need each
+    whole predicted volume in memory; Dice only needs three counts per class (intersection, predicted and
+    true voxels), so they are summed over a volume's slices here — exact, and constant memory per volume.
+    A class empty in both prediction and truth of a volume scores 1, one-sided 0 (``EMPTY_POLICY``).
+    """
+
+    def __init__(self, num_classes: int = 1, regions: Sequence[str] | None = None) -> None:
+        """Args: ``num_classes`` / ``regions`` as for :func:`case_metrics`."""
+        self.regions = list(regions) if regions is not None else None
+        self.num_classes = num_classes
+        self.keys = (
+            self.regions if self.regions is not None else [str(c) for c in range(1, max(num_classes, 2))]
+        )
+        self.counts: dict[str, np.ndarray] = {}  # volume id → (classes, 3): intersection, pred, truth
+
+    def add(self, volume: str, pred: np.ndarray, truth: np.ndarray, fov: np.ndarray | None = None) -> None:
+        """Add one slice (the encodings of :func:`case_metrics`) to ``volume``'s counts."""
+        pred_arr = _as_int_array(pred, stacked=self.regions is not None)
+        truth_arr = _as_int_array(truth, stacked=self.regions is not None)
+        if fov is not None:
+            inside = _as_int_array(fov).astype(bool)
+            pred_arr, truth_arr = np.where(inside, pred_arr, 0), np.where(inside, truth_arr, 0)
+        if self.regions is not None:
+            pairs = [(pred_arr[c] > 0, truth_arr[c] > 0) for c in range(len(self.regions))]
+        else:
+            pairs = [(pred_arr == c, truth_arr == c) for c in range(1, max(self.num_classes, 2))]
+        slice_counts = np.array([[int((p & t).sum()), int(p.sum()), int(t.sum())] for p, t in pairs])
+        self.counts[volume] = self.counts.get(volume, 0) + slice_counts
+
+    def result(self) -> dict:
+        """``{"n_volumes", "dice", "dice_std", "per_class": {key: {"dice", "dice_std"}}, "cases": [...]}``.
+
+        ``dice`` is the mean over volumes of each volume's mean over classes (regions); standard
+        deviations are over volumes (ddof=0, as :func:`summarize`).
+        """
+        cases = []
+        for volume, counts in sorted(self.counts.items()):
+            denominators = counts[:, 1] + counts[:, 2]
+            scores = np.where(denominators == 0, 1.0, 2.0 * counts[:, 0] / np.maximum(denominators, 1))
+            cases.append(
+                {
+                    "volume": volume,
+                    "dice": float(scores.mean()),
+                    "per_class": {key: float(v) for key, v in zip(self.keys, scores, strict=True)},
+                }
+            )
+        per_class = {
+            key: {
+                "dice": float(np.mean([c["per_class"][key] for c in cases])),
+                "dice_std": float(np.std([c["per_class"][key] for c in cases])),
+            }
+            for key in self.keys
+        }
+        dice = [c["dice"] for c in cases]
+        return {
+            "n_volumes": len(cases),
+            "dice": float(np.mean(dice)) if cases else math.nan,
+            "dice_std": float(np.std(dice)) if cases else math.nan,
+            "per_class": per_class,
+            "cases": cases,
+        }
+
+
 def image_diagonal(shape: Sequence[int], spacing: float | Sequence[float] | None = None) -> float:
     """Length of the image diagonal (the worst-case distance of the empty-mask policy)."""
     steps = [1.0] * len(shape) if spacing is None else np.broadcast_to(np.asarray(spacing, float), len(shape))

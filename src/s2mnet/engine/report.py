@@ -133,6 +133,18 @@ def write_report(
         for index, values in per_class.items():
             cells = [_mean_std(values, name) for name in ("dice", "iou", "hd95")]
             lines.append(f"| {names.get(index, index)} | " + " | ".join(cells) + " |")
+    volumes = metrics.get("volumes")
+    if volumes:
+        names = metrics.get("class_names") or {}
+        lines += [
+            "",
+            f"Per volume (3-D Dice over {volumes['n_volumes']} volumes, mean ± std; the table above is per "
+            f"slice): **{_mean_std(volumes, 'dice')}**",
+        ]
+        if len(volumes["per_class"]) > 1:
+            lines += ["", "| class | volume Dice |", "|---|---|"]
+            for index, values in volumes["per_class"].items():
+                lines.append(f"| {names.get(index, index)} | {_mean_std(values, 'dice')} |")
     if "empty_policy" in metrics:
         lines += ["", f"Empty masks: {metrics['empty_policy']}."]
     if overlays:

@@ -413,9 +413,9 @@ PRESETS: dict[str, Preset] = {
             _paper(79.96, 65.67, 68.36, 69.86, "RAPUNet", 67.82),
             labels=LABEL_PRESETS["brats"],
             epoch_factor=1,
-            notes="the paper gives only the mean over ET/TC/WT; Dice per 2-D slice; training case 355's "
-            "label is distributed as W39_1998.09.19_Segm.nii: rename it BraTS20_Training_355_seg.nii or the "
-            "case is ignored",
+            notes="the paper gives only the mean over ET/TC/WT; test Dice per 3-D volume; training case "
+            "355's label is distributed as W39_1998.09.19_Segm.nii: rename it BraTS20_Training_355_seg.nii "
+            "or the case is ignored",
         ),
         Preset(
             "acdc",
@@ -433,7 +433,7 @@ PRESETS: dict[str, Preset] = {
             150,
             _paper(93.09, 89.52, 92.44, 92.32, "DuckNet", 92.13),
             labels=LABEL_PRESETS["acdc"],
-            notes="the paper gives only the mean over LV/MYO/RV; Dice per 2-D slice",
+            notes="the paper gives only the mean over LV/MYO/RV; test Dice per 3-D volume",
         ),
     )
 }

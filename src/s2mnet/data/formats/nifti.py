@@ -17,8 +17,9 @@ Choices (docs/data.md, "Formats"):
   classes, class 3 empty, unless regions are named — :mod:`s2mnet.data.labels`).
 - **Empty slices.** A slice whose label is all background has ``foreground=False``; training skips such
   slices unless the plan says ``skip_empty_slices: false`` (validation and evaluation keep every slice).
-- **Evaluation** is per slice (each slice is a case of ``s2m evaluate``); :func:`volume_dice` gives the
-  3-D Dice of a whole predicted volume.
+- **Evaluation** is per slice (each slice is a case of ``s2m evaluate``), plus the 3-D Dice of every
+  volume (``metrics.json["volumes"]``, :class:`s2mnet.engine.metrics.VolumeDice`); :func:`volume_dice`
+  gives the 3-D Dice of two whole volumes.
 - **Prediction** (``s2m predict`` on ``.nii``/``.nii.gz``) segments every slice and writes the label
   volume with the source's affine, header and shape, values mapped back to the stored label values.
 """
