@@ -1,7 +1,7 @@
 """Print the ablation part of docs/claims.md: our Dice deltas against the paper's, with verdicts.
 
 Reads the ``ablation.json`` reports that ``s2m bench ablation`` wrote (committed under docs/results/) and
-the paper's ablation numbers (PAPER.md §5, "Ablations (Kvasir / DRIVE / GlaS / PH2)"; "Disentangling"
+the paper's ablation numbers (docs/method.md §5, "Ablations (Kvasir / DRIVE / GlaS / PH2)"; "Disentangling"
 for Dice-CE; the main table for U-Net), and prints one Markdown table per dataset:
 
     python benchmarks/claims_table.py docs/results/ablation_DRIVE/ablation.json \
@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-#: Paper ablation Dice (%), columns Kvasir, DRIVE, GlaS, PH2 (PAPER.md §5).
+#: Paper ablation Dice (%), columns Kvasir, DRIVE, GlaS, PH2 (docs/method.md §5).
 PAPER_ABLATION = {
     "full": (96.05, 84.06, 93.83, 96.67),
     "no_sstm": (88.45, 77.78, 86.92, 90.67),

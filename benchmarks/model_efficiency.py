@@ -19,7 +19,7 @@ Conventions (printed with the table):
   matmul peak), median of ``--repeats`` timed runs after one warm-up. Modes (``--modes``): ``eager`` = the
   model as constructed (NCHW input); ``folded`` = BN folded + channels-last
   (``optimize_for_inference(model, fuse_ops=False)``); ``optimized`` =
-  :func:`s2mnet.models.inference.optimize_for_inference` (BN folded, channels-last, fused-op rewrites);
+  :func:`s2mnet.models.fusion.optimize_for_inference` (BN folded, channels-last, fused-op rewrites);
   ``compiled`` (``--compile``) = ``torch.compile`` (inductor,
   ``freezing`` on, the CPU inference setting) of the BN-folded channels-last model, whose first call (the
   compilation, "compile s") is reported separately and excluded from the latency. The FLOPs of every mode
@@ -68,7 +68,7 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
 
 def prepare(model: torch.nn.Module, x: torch.Tensor, mode: str) -> tuple[torch.nn.Module, torch.Tensor]:
     """The model and input for one benchmark mode (see the module docstring)."""
-    from s2mnet.models.inference import optimize_for_inference
+    from s2mnet.models.fusion import optimize_for_inference
 
     if mode == "eager":
         return model, x

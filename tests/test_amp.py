@@ -43,7 +43,9 @@ def test_every_fft_of_the_model_sees_float32_under_autocast(monkeypatch: pytest.
 
 def test_amp_is_ignored_on_cpu() -> None:
     """``amp="bf16"`` on a CPU trainer trains in float32 (the caller prints a warning)."""
-    from s2mnet.engine.train import TrainConfig, Trainer, add_training_recipe
+    from s2mnet.engine.config import TrainConfig
+    from s2mnet.engine.trainer import Trainer
+    from s2mnet.planning.recipe import add_training_recipe
 
     plan = add_training_recipe({"epochs": 1}, TrainConfig(data=".", out="."))
     batches = [{"image": torch.randn(2, 1, 8, 8), "mask": torch.ones(2, 1, 8, 8)}]

@@ -12,27 +12,39 @@ import torch
 from scipy import stats as scipy_stats
 
 from s2mnet.bench import ablation, efficiency, spectral
-from s2mnet.bench.stats import bonferroni, fit_exponent, mean_sd, paired_tests
+from s2mnet.bench.stats import bonferroni, fit_exponent, holm, mean_sd, paired_tests
 from s2mnet.cli import main
 from s2mnet.errors import S2MError
-
-TINY_PLAN = {"epochs": 1, "size": 32, "batch_size": 4, "samples_per_epoch": 8, "mode": "resize"}
 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from s2mnet.data import make_synthetic_dataset
+    from s2mnet.data.synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("data"), n=10, size=32, seed=0)
 
 
+ABLATION_PLAN = {"size": 32, "batch_size": 4, "samples_per_epoch": 8, "mode": "resize"}
+ABLATION_BUDGET = {"plan": ABLATION_PLAN, "max_epochs": 3, "patience": 1, "val_every": 1}
+
+
 @pytest.fixture(scope="module")
-def tiny_ablation(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def ablation_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from s2mnet.data.synthetic import make_synthetic_dataset
+
+    return make_synthetic_dataset(tmp_path_factory.mktemp("ablation_data"), n=12, size=48, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_ablation(ablation_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """2 arms × 2 seeds, 3 epochs of 2 steps at most (about 5 s per run on 2 shared cores)."""
     out = tmp_path_factory.mktemp("ablation")
     config = ablation.AblationConfig(
-        data=tiny_data, out=out, variants=["full", "no_sstm"], seeds=[1, 2], plan=TINY_PLAN, device="cpu"
+        data=ablation_data, out=out, arms=["paper", "no_sstm"], seeds=[1, 2], device="cpu", **ABLATION_BUDGET
     )
-    return out, ablation.run_ablation(config, say=lambda _: None)
+    report = ablation.run_ablation(config, say=lambda _: None)
+    (out / "runs" / "full_s1").symlink_to("paper_s1")  # the S2M-Net run the spectral test reads
+    return out, report
 
 
 # --- statistics -----------------------------------------------------------------------------------
@@ -68,28 +80,47 @@ def test_bonferroni_and_mean_sd() -> None:
     assert mean_sd([5.0]) == (5.0, 0.0)
 
 
-def test_summary_of_hand_made_results() -> None:
-    def record(variant: str, seed: int, dice: list[float]) -> dict:
-        cases = {f"c{i}": {"dice": d, "hd95": 1.0} for i, d in enumerate(dice)}
-        return {"variant": variant, "seed": seed, "dice": float(np.mean(dice)), "hd95": 1.0, "cases": cases}
+def _record(variant: str, seed: int, dice: list[float], converged: bool | None = True) -> dict:
+    cases = {f"c{i}": {"dice": d, "hd95": 1.0} for i, d in enumerate(dice)}
+    record = {"variant": variant, "seed": seed, "dice": float(np.mean(dice)), "hd95": 1.0, "cases": cases}
+    if converged is not None:  # None: an old record without the key
+        record["converged"] = converged
+    return record
 
-    records = [
-        record("full", 1, [0.8, 0.9, 0.7]),
-        record("full", 2, [0.8, 0.8, 0.8]),
-        record("no_sstm", 1, [0.6, 0.9, 0.5]),
-        record("no_sstm", 2, [0.7, 0.8, 0.6]),
-        record("k16", 1, [0.8, 0.9, 0.7]),
+
+def test_summary_of_hand_made_results() -> None:
+    offset = ablation.AA_SEED_OFFSET
+    records = [_record("paper", s, [0.80 + 0.01 * s, 0.70, 0.75]) for s in (1, 2, 3, 4)]
+    records += [_record("no_sstm", s, [0.60 + 0.01 * s, 0.50, 0.60 + 0.02 * s]) for s in (1, 2, 3)]
+    records += [_record("no_sstm", 4, [0.9, 0.9, 0.9], converged=False)]  # left out of the statistics
+    aa_shift = {1: 0.002, 2: -0.001, 3: 0.001, 4: -0.002}  # A/A: noise around 0
+    records += [
+        _record("paper_aa", s + offset, [0.80 + 0.01 * s, 0.70 + aa_shift[s], 0.75]) for s in aa_shift
     ]
+    records += [_record("k16", s, [0.8, 0.7, 0.75]) for s in (1, 2)]  # 2 pairs: not testable
+    records += [_record("full", 1, [0.5, 0.5, 0.5], converged=None)]  # an old record: not converged
     summary = ablation.summarise_results(records)
-    assert summary["comparisons"] == 2
     rows = {row["variant"]: row for row in summary["variants"]}
-    assert rows["full"]["dice_mean"] == pytest.approx(0.8)
-    by_case = rows["no_sstm"]["vs_reference"]["by_case"]
-    # per-case Dice averaged over the 2 shared seeds: variant (0.65, 0.85, 0.55) vs full (0.8, 0.85, 0.75)
-    expected = scipy_stats.ttest_rel([0.65, 0.85, 0.55], [0.8, 0.85, 0.75]).pvalue
-    assert by_case["t_p"] == pytest.approx(expected)
-    assert by_case["t_p_bonf"] == pytest.approx(min(1.0, 2 * expected))
-    assert rows["k16"]["vs_reference"]["by_seed"]["n"] == 1  # only seed 1 is shared
+    assert rows["no_sstm"]["converged"] == 3 and rows["no_sstm"]["runs"] == 4
+    assert rows["full"]["converged"] == 0 and rows["full"]["vs_reference"]["verdict"] == "not testable"
+    no_sstm = rows["no_sstm"]["vs_reference"]
+    assert no_sstm["pairs"] == [[1, 1], [2, 2], [3, 3]]
+    # run-level differences of the means over the 3 cases: (−0.2 − 0.2 − 0.15 + 0.02·s) / 3, s = 1, 2, 3
+    deltas = [(-0.55 + 0.02 * s) / 3 for s in (1, 2, 3)]
+    assert no_sstm["delta"] == pytest.approx(np.mean(deltas))
+    expected = scipy_stats.ttest_rel(
+        [np.mean([0.60 + 0.01 * s, 0.50, 0.60 + 0.02 * s]) for s in (1, 2, 3)],
+        [np.mean([0.80 + 0.01 * s, 0.70, 0.75]) for s in (1, 2, 3)],
+    ).pvalue
+    assert no_sstm["run_test"]["p"] == pytest.approx(expected)
+    assert summary["testable"] == 2  # no_sstm and paper_aa; k16 and full have < 3 pairs
+    aa = rows["paper_aa"]["vs_reference"]
+    assert no_sstm["p_holm"] == pytest.approx(holm([expected, aa["run_test"]["p"]])[0])
+    assert no_sstm["ci"][1] < 0 and no_sstm["verdict"] == "different"
+    assert aa["pairs"] == [[1 + offset, 1], [2 + offset, 2], [3 + offset, 3], [4 + offset, 4]]
+    assert aa["delta"] == pytest.approx(0.0, abs=1e-12) and aa["run_test"]["p"] == pytest.approx(1.0)
+    assert aa["verdict"] == "equivalent"
+    assert rows["k16"]["vs_reference"]["verdict"] == "not testable"
 
 
 # --- spectral -------------------------------------------------------------------------------------
@@ -158,12 +189,27 @@ def test_efficiency_tables_ratios_and_plot(tmp_path: Path) -> None:
     assert rows["s2mnet"]["params"] == 4_745_872 and rows["s2mnet"]["gflops_fft"] > 0
     assert rows["monai_unet"]["gflops_fft"] == 0 and rows["monai_unet"]["loss"] == "dicece"
     assert 0 < rows["s2mnet"]["masl_share"] < 1
+    assert rows["monai_unet"]["ratio_monai_unet"]["step_ms"] == 1.0  # the peer of the same run
+    assert rows["s2mnet"]["ratio_monai_unet"]["params"] < 1 and rows["s2mnet"]["step_amp"] == "none"
     for name in ("efficiency.json", "efficiency.md", "efficiency.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert "Ratios against `s2mnet`" in (tmp_path / "efficiency.md").read_text()
+    assert "Ratios against `monai_unet`" in (tmp_path / "efficiency.md").read_text()
     (tmp_path / "efficiency.png").unlink()
     assert main(["bench", "efficiency", "--out", str(tmp_path), "--report-only"]) == 0
     assert (tmp_path / "efficiency.png").is_file()
+
+
+def test_efficiency_times_the_trainers_step(monkeypatch) -> None:
+    from s2mnet.engine.trainer import Trainer
+
+    calls = []
+    train_epoch = Trainer.train_epoch
+    monkeypatch.setattr(Trainer, "train_epoch", lambda self: calls.append(self) or train_epoch(self))
+    row = efficiency.measure_cell("monai_unet", 32, batch=2, repeats=2, warmup=1, channels_last=True)
+    assert len(calls) == 1 + 1 + row["step_runs"]  # memory, warm-up, timed: every step is Trainer's
+    assert calls[0].memory_format == torch.channels_last and row["channels_last"] and row["step_ms"] > 0
+    assert calls[0].optimizer.defaults["weight_decay"] == 1e-4 and calls[0].plan["clip_grad"] == 1.0
 
 
 def test_efficiency_skips_what_cannot_run() -> None:
@@ -180,51 +226,115 @@ def test_efficiency_skips_what_cannot_run() -> None:
 # --- ablation -------------------------------------------------------------------------------------
 
 
-def test_ablation_report_and_resume(tiny_data: Path, tiny_ablation: tuple, monkeypatch) -> None:
+def test_ablation_runs_report_and_resume(ablation_data: Path, tiny_ablation: tuple, monkeypatch) -> None:
+    from s2mnet.bench.ablation import runner
+
     out, report = tiny_ablation
-    lines = (out / "results.jsonl").read_text().splitlines()
-    assert sorted((json.loads(x)["variant"], json.loads(x)["seed"]) for x in lines) == [
-        ("full", 1),
-        ("full", 2),
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted((r["variant"], r["seed"]) for r in records) == [
         ("no_sstm", 1),
         ("no_sstm", 2),
+        ("paper", 1),
+        ("paper", 2),
     ]
+    for record in records:
+        assert {"variant", "seed", "dice", "converged", "curve", "cases", "pair_seed"} <= set(record)
+        assert isinstance(record["converged"], bool) and 0.0 <= record["dice"] <= 1.0
+        steps = [step for step, _ in record["curve"]]
+        assert steps == sorted(steps) and 1 <= len(steps) <= 3 and steps[-1] == record["steps"] <= 6
+        values = [dice for _, dice in record["curve"]]
+        assert record["converged"] == ablation.plateaued(values, 1)
+        assert record["loss_args"]["weighting"] == "paper" and record["loss_args"]["gate_structure"] is False
     splits = [
-        json.loads((out / "runs" / r / "splits.json").read_text())["test"] for r in ("full_s1", "no_sstm_s2")
+        json.loads((out / "runs" / r / "splits.json").read_text())["test"] for r in ("paper_s1", "no_sstm_s2")
     ]
     assert splits[0] == splits[1] == json.loads((out / "splits.json").read_text())["test"]
     row = next(r for r in report["variants"] if r["variant"] == "no_sstm")
-    assert set(row["vs_reference"]["by_seed"]) >= {"t_p", "wilcoxon_p", "t_p_bonf", "wilcoxon_p_bonf"}
+    assert {"ci", "run_test", "tost", "p_holm", "tost_p_holm", "by_case", "verdict"} <= set(
+        row["vs_reference"]
+    )
     text = (out / "ablation.md").read_text()
-    assert "| no_sstm | 2 |" in text and "Wilcoxon" in text and (out / "ablation.png").stat().st_size > 0
+    for column in ("Δ [95 % CI]", "t p (Holm)", "TOST p (Holm)", "case-level t p (secondary)", "verdict"):
+        assert column in text
+    assert "| no_sstm |" in text and "hierarchical bootstrap" in text
+    assert (out / "ablation.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
 
     def must_not_train(spec: dict) -> dict:
         raise AssertionError(f"{spec['variant']} seed {spec['seed']} was trained again")
 
-    monkeypatch.setattr(ablation, "run_job", must_not_train)
+    monkeypatch.setattr(runner, "run_job", must_not_train)
     config = ablation.AblationConfig(
-        data=tiny_data, out=out, variants=["full", "no_sstm"], seeds=[1, 2], plan=TINY_PLAN, device="cpu"
+        data=ablation_data, out=out, arms=["paper", "no_sstm"], seeds=[1, 2], device="cpu", **ABLATION_BUDGET
     )
     messages: list[str] = []
     ablation.run_ablation(config, say=messages.append)
     assert "4 already in" in messages[0] and "0 to do" in messages[0]
+    assert len((out / "results.jsonl").read_text().splitlines()) == 4
     with pytest.raises(S2MError, match="another data folder or budget"):
         ablation.run_ablation(
-            ablation.AblationConfig(data=tiny_data, out=out, plan={**TINY_PLAN, "epochs": 2}, device="cpu")
+            ablation.AblationConfig(data=ablation_data, out=out, **{**ABLATION_BUDGET, "patience": 2})
         )
     (out / "ablation.md").unlink()
     assert main(["bench", "ablation", "--out", str(out), "--report-only"]) == 0
-    assert (out / "ablation.md").read_text().count("| full | 2 |") == 1
+    assert "| paper | " in (out / "ablation.md").read_text()
 
 
-def test_ablation_variants_are_buildable() -> None:
-    from s2mnet.losses import list_losses
+def test_old_results_without_converged_are_read(tmp_path: Path) -> None:
+    old = {
+        "variant": "full",
+        "seed": 42,
+        "dice": 0.6,
+        "hd95": 3.0,
+        "cases": {"a": {"dice": 0.6, "hd95": 3.0}},
+    }
+    (tmp_path / "results.jsonl").write_text(json.dumps(old) + "\n" + json.dumps({**old, "variant": "paper"}))
+    summary = ablation.write_report(tmp_path)
+    assert [row["converged"] for row in summary["variants"]] == [0, 0]
+    assert "not testable" in (tmp_path / "ablation.md").read_text()
+
+
+def test_arms_seeds_and_budget() -> None:
+    from s2mnet.bench.ablation.arms import resolve_model_args
+    from s2mnet.losses import create_loss, list_losses
     from s2mnet.models import list_models
 
-    for name, variant in ablation.VARIANTS.items():
-        assert variant.model in list_models(), name
-        assert variant.loss in list_losses(), name
-    assert ablation.parse_variants("no_sstm,k16") == ["full", "no_sstm", "k16"]
-    assert ablation.parse_variants("all")[0] == "full"
+    required = {"paper", "paper_aa", "ours", "no_sstm", "attention", "k16", "kfull", "cfilter", "dicece"}
+    required |= {"masl_fixed", "masl_nomod", "no_boundary", "no_bfd", "bfd_norouting", "no_mrfse"}
+    assert required | {"unet_dicece", "monai_unet_dicece"} == set(ablation.ARMS)
+    for name in ablation.ARMS:
+        arm = ablation.arm(name)
+        assert arm.model in list_models() and arm.loss in list_losses(), name
+        create_loss(arm.loss, **arm.loss_args)
+    paper = ablation.arm("paper")
+    assert paper.loss_args["weighting"] == "paper" and paper.loss_args["gate_structure"] is False
+    assert paper.loss_args["initial_weights"] == [1.0, 1.0, 1.0, 0.5, 0.5]
+    assert ablation.arm("masl_fixed").loss_args["initial_weights"] == [1.0] * 5
+    assert (
+        ablation.arm("no_bfd").model == "s2mnet_plaindec"
+        and ablation.arm("bfd_norouting").model == "s2mnet_nobfd"
+    )
+    assert ablation.core_arms() == [
+        "paper",
+        "paper_aa",
+        "no_sstm",
+        "attention",
+        "dicece",
+        "unet_dicece",
+        "monai_unet_dicece",
+    ]
+    seeds = list(ablation.DEFAULT_SEEDS)
+    assert len(seeds) >= 5 and ablation.arm_seeds("dicece", seeds) == seeds
+    assert ablation.arm_seeds("k16", seeds) == seeds[:3]
+    aa = ablation.arm_seeds("paper_aa", seeds)
+    assert len(aa) == len(seeds) and not set(aa) & set(seeds)
+    assert resolve_model_args("kfull", 128) == {"k": [64, 32, 16, 8, 4]}
+    with pytest.raises(S2MError, match="training size"):
+        resolve_model_args("kfull", None)
+    assert ablation.parse_arms("no_sstm,k16") == ["paper", "no_sstm", "k16"]
+    assert ablation.parse_arms("core") == ablation.core_arms()
     with pytest.raises(S2MError, match="unknown"):
-        ablation.parse_variants("k99")
+        ablation.parse_arms("k99")
+    assert ablation.plateaued([0.5, 0.7, 0.703, 0.704], 2) and not ablation.plateaued([0.5, 0.7, 0.71], 1)
+    assert not ablation.plateaued([0.5], 1)
+    assert ablation.steps_per_epoch(64, 8) == 8 and ablation.steps_per_epoch(12, 8) == 2
+    assert ablation.epochs_for_steps(400, 64, 8) == 50

@@ -30,7 +30,7 @@ def assert_one_error_line(err: str, *fragments: object) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from s2mnet.data import make_synthetic_dataset
+    from s2mnet.data.synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("data"), n=6, size=32, seed=0)
 

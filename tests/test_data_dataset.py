@@ -9,14 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from s2mnet.data import (
-    SegmentationDataset,
-    discover,
-    make_synthetic_dataset,
-    preprocess,
-    read_image,
-    read_mask,
-)
+from s2mnet.data import discover
+from s2mnet.data.dataset import SegmentationDataset
+from s2mnet.data.io import read_image, read_mask
+from s2mnet.data.preprocessing import preprocess
+from s2mnet.data.synthetic import make_synthetic_dataset
 from s2mnet.errors import DataError
 
 RESIZE_PLAN = {
@@ -163,7 +160,7 @@ def test_preprocess_matches_dataset_and_converts_channels(synthetic):
 
 
 def test_dim_16bit_images_are_stretched_before_augmentation():
-    from s2mnet.data import prepare_intensities
+    from s2mnet.data.preprocessing import prepare_intensities
 
     twelve_bit = np.array([[0, 1024], [2048, 4095]], np.float32)[..., None] / 65535.0
     stretched = prepare_intensities(twelve_bit, {"in_channels": 1})

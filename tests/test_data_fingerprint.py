@@ -1,4 +1,4 @@
-"""Dataset fingerprint and the plan derived from it (s2mnet.data.fingerprint)."""
+"""Dataset fingerprint and the plan derived from it (s2mnet.planning.fingerprint)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from s2mnet.data import discover, fingerprint, format_fingerprint, make_plan
+from s2mnet.data import discover
 from s2mnet.errors import DataError, S2MError
+from s2mnet.planning.fingerprint import fingerprint
+from s2mnet.planning.planner import format_fingerprint, make_plan
 
 
 def write_pair(root: Path, name: str, image: np.ndarray, mask: np.ndarray, fov: np.ndarray | None = None):

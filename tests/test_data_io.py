@@ -10,7 +10,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from s2mnet.data import read_fov, read_image, read_mask
+from s2mnet.data.io import read_fov, read_image, read_mask
 from s2mnet.errors import DataError
 
 

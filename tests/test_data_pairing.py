@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from s2mnet.data import discover, read_image, read_mask
+from s2mnet.data import discover
+from s2mnet.data.io import read_image, read_mask
 from s2mnet.errors import DataError
 
 SIZE = (12, 10)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from s2mnet.data import discover, fingerprint, make_plan, make_splits, read_fov, read_image, read_mask
+from s2mnet.data import discover
+from s2mnet.data.io import read_fov, read_image, read_mask
+from s2mnet.data.splits import make_splits
+from s2mnet.planning.fingerprint import fingerprint
+from s2mnet.planning.planner import make_plan
 
 pytestmark = pytest.mark.realdata
 

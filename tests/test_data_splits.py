@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from s2mnet.data import Case, DatasetIndex, load_splits, make_splits, save_splits
+from s2mnet.data.splits import load_splits, make_splits, save_splits
+from s2mnet.data.types import Case, DatasetIndex
 from s2mnet.errors import DataError
 
 

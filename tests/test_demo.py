@@ -56,7 +56,8 @@ def test_tiny_demo_writes_metrics_report_and_overlays_and_is_never_overwritten_s
     os.environ.get("S2MNET_FULL_DEMO") != "1",
     reason="full-budget demo (2-4 min on 2 CPU cores); run with S2MNET_FULL_DEMO=1",
 )
-def test_full_demo_reaches_dice_080(tmp_path: Path) -> None:
+def test_full_demo_reaches_dice_085(tmp_path: Path) -> None:
+    """The demo's budget is in steps (no wall-time limit), so its Dice does not depend on the load."""
+    assert DEMO_DEFAULTS.time_limit_s is None
     record = run_demo(DemoConfig(out=tmp_path / "demo", device="cpu", quiet=True))
-    assert DEMO_DEFAULTS.time_limit_s <= 300
-    assert record["dice"] >= 0.80, record
+    assert record["dice"] >= 0.85, record

@@ -20,11 +20,12 @@ pytest.importorskip("onnxscript")
 from monai.inferers import sliding_window_inference  # noqa: E402
 
 from s2mnet.cli import main  # noqa: E402
-from s2mnet.deploy.preprocessing import resize_bilinear, sliding_window  # noqa: E402
-from s2mnet.engine import predict as predict_module  # noqa: E402
-from s2mnet.engine.checkpoint import read_run_config, save_weights, write_run_config  # noqa: E402
-from s2mnet.engine.predict import predict_paths  # noqa: E402
-from s2mnet.export import deployment_metadata, export_run  # noqa: E402
+from s2mnet.data.preprocessing import resize_bilinear, sliding_window  # noqa: E402
+from s2mnet.deploy.export import deployment_metadata, export_run  # noqa: E402
+from s2mnet.engine.checkpoint import save_weights  # noqa: E402
+from s2mnet.engine.rundir import read_run_config, write_run_config  # noqa: E402
+from s2mnet.inference import predict as predict_module  # noqa: E402
+from s2mnet.inference.predict import predict_paths  # noqa: E402
 from s2mnet.models import create_model  # noqa: E402
 
 

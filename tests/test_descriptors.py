@@ -1,4 +1,4 @@
-"""Morphology descriptors (PAPER.md §3): acceptance shapes, hand-computed perimeters, ranges."""
+"""Morphology descriptors (docs/method.md §3): acceptance shapes, hand-computed perimeters, ranges."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def test_rank_shards_are_disjoint_and_cover_the_seeded_epoch() -> None:
 
 @pytest.mark.slow
 def test_torchrun_two_ranks_train_identically_and_write_one_run(tmp_path: Path) -> None:
-    from s2mnet.data import make_synthetic_dataset
+    from s2mnet.data.synthetic import make_synthetic_dataset
 
     data = make_synthetic_dataset(tmp_path / "data", n=8, size=32, seed=0)
     run, dump = tmp_path / "run", tmp_path / "dump"

@@ -13,10 +13,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from s2mnet.engine import evaluate as evaluate_module
-from s2mnet.engine.checkpoint import read_run_config, save_weights, write_run_config
-from s2mnet.engine.evaluate import evaluate_run
+from s2mnet.engine.checkpoint import save_weights
+from s2mnet.engine.rundir import read_run_config, write_run_config
 from s2mnet.errors import DataError, RunError, S2MError
+from s2mnet.inference import evaluate as evaluate_module
+from s2mnet.inference.evaluate import evaluate_run
 
 HEIGHT, WIDTH = 40, 48
 PLAN = {

@@ -12,9 +12,11 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from s2mnet.cli import main  # noqa: E402
-from s2mnet.engine.checkpoint import save_weights, write_run_config  # noqa: E402
-from s2mnet.export import ExportError, export_onnx, prepare_for_export  # noqa: E402
-from s2mnet.export_cli import parse_sizes  # noqa: E402
+from s2mnet.cli.export import parse_sizes  # noqa: E402
+from s2mnet.deploy.export import export_onnx, prepare_for_export  # noqa: E402
+from s2mnet.engine.checkpoint import save_weights  # noqa: E402
+from s2mnet.engine.rundir import write_run_config  # noqa: E402
+from s2mnet.errors import ExportError  # noqa: E402
 from s2mnet.models import create_model  # noqa: E402
 from s2mnet.models.sstm import SSTM  # noqa: E402
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from s2mnet.engine.inference import predict_probs, probs_to_mask
+from s2mnet.engine.predictor import predict_probs, probs_to_mask
 
 
 def pointwise(in_channels: int = 3, classes: int = 1) -> nn.Module:

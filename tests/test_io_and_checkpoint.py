@@ -9,7 +9,8 @@ import stat
 import pytest
 import torch
 
-from s2mnet.engine.checkpoint import load_model, load_weights, save_weights, write_run_config
+from s2mnet.engine.checkpoint import load_model, load_weights, save_weights
+from s2mnet.engine.rundir import write_run_config
 from s2mnet.errors import RunError
 from s2mnet.io_utils import atomic_path, atomic_write_json, atomic_write_text
 from s2mnet.models import create_model

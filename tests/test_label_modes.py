@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 
 from s2mnet.cli import main
-from s2mnet.data.fingerprint import make_plan
 from s2mnet.data.labels import (
     LABEL_PRESETS,
     display_map,
@@ -24,12 +23,12 @@ from s2mnet.data.labels import (
     read_target,
     regions_from_labels,
 )
-from s2mnet.engine.inference import predict_probs, probs_to_mask
 from s2mnet.engine.metrics import case_metrics
-from s2mnet.engine.train import OUTSIDE_FOV_LOGIT, restrict_to_fov
-from s2mnet.errors import S2MError
+from s2mnet.engine.predictor import predict_probs, probs_to_mask
+from s2mnet.engine.trainer import OUTSIDE_FOV_LOGIT, restrict_to_fov
+from s2mnet.errors import LossInputError, S2MError
 from s2mnet.losses import create_loss
-from s2mnet.losses.errors import LossInputError
+from s2mnet.planning.planner import make_plan
 
 BRATS = {"ET": [4], "TC": [1, 4], "WT": [1, 2, 4]}
 
@@ -148,8 +147,8 @@ def test_read_target_in_each_mode(tmp_path: Path) -> None:
 
 def test_regions_name_stored_values_of_cases_with_a_label_map(tmp_path: Path) -> None:
     """NIfTI / nnU-Net cases decode values to class indices; regions still refer to the stored values."""
-    from s2mnet.data.discover import Case
     from s2mnet.data.formats.labels import LabelMap
+    from s2mnet.data.types import Case
 
     path = tmp_path / "m.png"
     Image.fromarray(np.array([[0, 1, 2, 4]], np.uint8)).save(path)

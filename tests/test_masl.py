@@ -1,4 +1,4 @@
-"""MASL (PAPER.md §3): hand-computed components, robustness, weighting, registry, one-batch overfit."""
+"""MASL (docs/method.md §3): hand-computed components, robustness, weighting, registry, one-batch overfit."""
 
 from __future__ import annotations
 

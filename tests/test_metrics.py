@@ -232,7 +232,7 @@ def test_drive_second_observer_matches_the_published_numbers(real_data):
     """
     from PIL import Image
 
-    from s2mnet.data import read_fov, read_mask
+    from s2mnet.data.io import read_fov, read_mask
 
     drive = real_data("DRIVE")
     rows = []

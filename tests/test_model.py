@@ -163,7 +163,7 @@ def test_torch_compile_matches_eager() -> None:
 
 
 def test_optimize_for_inference_folds_bn_and_rewrites_blocks_without_changing_the_output() -> None:
-    from s2mnet.models.inference import (
+    from s2mnet.models.fusion import (
         ConvAct,
         InferenceBFD,
         InferenceMRFSE,
@@ -194,7 +194,7 @@ def test_optimize_for_inference_folds_bn_and_rewrites_blocks_without_changing_th
 
 @pytest.mark.parametrize("routing", ["hard", "none"])
 def test_inference_bfd_matches_the_block_for_every_routing(routing: str) -> None:
-    from s2mnet.models.inference import InferenceBFD, optimize_for_inference
+    from s2mnet.models.fusion import InferenceBFD, optimize_for_inference
 
     torch.manual_seed(0)
     block = BFD(12, 8, 8, routing)

@@ -7,10 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from s2mnet.engine import predict as predict_module
-from s2mnet.engine.checkpoint import read_run_config, save_weights, write_run_config
-from s2mnet.engine.predict import predict_paths
+from s2mnet.engine.checkpoint import save_weights
+from s2mnet.engine.rundir import read_run_config, write_run_config
 from s2mnet.errors import DataError, RunError, S2MError
+from s2mnet.inference import predict as predict_module
+from s2mnet.inference.predict import predict_paths
 
 PLAN = {"mode": "resize", "size": 32, "in_channels": 3, "num_classes": 1}
 
@@ -95,6 +96,12 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path, images):
         predict_paths(run_dir, images, out)
     assert (out / "wide.png").read_bytes() == b"user's file"
     assert not (out / "tall.png").exists()  # refused before any work
+    # --overwrite replaces only masks an earlier s2m predict wrote (issue 15), never the user's own file
+    with pytest.raises(S2MError, match=r"wide\.png: exists and was not written by s2m predict"):
+        predict_paths(run_dir, images, out, overwrite=True)
+    assert (out / "wide.png").read_bytes() == b"user's file"
+    (out / "wide.png").unlink()
+    predict_paths(run_dir, images, out)
     predict_paths(run_dir, images, out, overwrite=True)
     assert Image.open(out / "wide.png").size == (50, 30)
 

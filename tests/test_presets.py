@@ -1,5 +1,6 @@
-"""Dataset presets and ``s2m reproduce`` (s2mnet.presets, s2mnet.reproduce) on tiny synthetic copies of each
-publisher's layout (names, folders, formats and mask encodings as distributed) and on the real data."""
+"""Dataset presets and ``s2m reproduce`` (s2mnet.planning.presets, s2mnet.reproduce) on tiny synthetic
+copies of each publisher's layout (names, folders, formats and mask encodings as distributed) and on the
+real data."""
 
 from __future__ import annotations
 
@@ -11,9 +12,15 @@ import pytest
 from PIL import Image
 
 from s2mnet.cli import main
-from s2mnet.data import read_mask
+from s2mnet.data.io import read_mask
 from s2mnet.errors import DataError, RunError, S2MError
-from s2mnet.presets import check_data, get_preset, list_presets, plan_overrides, resolve_split
+from s2mnet.planning.presets.registry import (
+    check_data,
+    get_preset,
+    list_presets,
+    plan_overrides,
+    resolve_split,
+)
 from s2mnet.reproduce import format_row_markdown, parse_seeds, reproduce
 
 H, W = 36, 44

@@ -13,7 +13,13 @@ from PIL import Image
 from s2mnet.data import discover
 from s2mnet.data.labels import read_target
 from s2mnet.errors import DataError
-from s2mnet.presets import check_data, get_preset, list_presets, plan_overrides, resolve_split
+from s2mnet.planning.presets.registry import (
+    check_data,
+    get_preset,
+    list_presets,
+    plan_overrides,
+    resolve_split,
+)
 from s2mnet.reproduce import reproduce
 
 _AFFINE = np.array([[0.0, -1.2, 0.0, 30.0], [1.1, 0.0, 0.0, -20.0], [0.0, 0.0, 5.0, 4.0], [0, 0, 0, 1]])

@@ -18,8 +18,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from s2mnet.cli import main
-from s2mnet.engine.resume import STATE_KEY, TRAIN_STATE, load_training_state, save_training_state
-from s2mnet.engine.train import TrainConfig, resume_config, train
+from s2mnet.engine.config import TrainConfig, resume_config
+from s2mnet.engine.resume import STATE_KEY, load_training_state, save_training_state
+from s2mnet.engine.rundir import TRAIN_STATE
+from s2mnet.engine.train import train
+from s2mnet.engine.trainer import Trainer
 from s2mnet.errors import RunError
 
 TINY = {"size": 32, "epochs": 3, "batch_size": 4, "samples_per_epoch": 8, "mode": "resize"}
@@ -30,14 +33,18 @@ SMALL_ARGS = [f"--model-arg={key}={json.dumps(value)}" for key, value in SMALL.i
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from s2mnet.data import make_synthetic_dataset
+    from s2mnet.data.synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("data"), n=8, size=32, seed=0)
 
 
 @pytest.fixture(scope="module")
 def stopped_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 3-epoch run stopped by its time limit after epoch 1 (resumable, like a killed run)."""
+    """A 3-epoch run stopped by its time limit at the first step of epoch 2 (resumable from epoch 1).
+
+    The clock is moved forward by an hour when the second epoch starts, so the stop does not depend on
+    the machine's speed.
+    """
     out = tmp_path_factory.mktemp("runs") / "stopped"
     config = TrainConfig(
         data=tiny_data,
@@ -47,10 +54,22 @@ def stopped_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
         plan_overrides=dict(TINY),
         quiet=True,
         tensorboard=False,
-        time_limit_s=0.0,
+        time_limit_s=600.0,
         model_args=dict(SMALL),
     )
-    assert train(config)["stopped_by_time"]
+    real_clock, original_epoch = time.perf_counter, Trainer.train_epoch
+    epochs_started = []
+
+    def train_epoch(self: Trainer, *args, **kwargs):
+        epochs_started.append(self.epoch)
+        if len(epochs_started) == 2:
+            monkeypatch.setattr(time, "perf_counter", lambda: real_clock() + 3600.0)
+        return original_epoch(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(Trainer, "train_epoch", train_epoch)
+        summary = train(config)
+    assert summary["stopped_by_time"] and summary["epochs_run"] == 1
     return out
 
 

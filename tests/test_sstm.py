@@ -209,7 +209,7 @@ def test_official_spectral_path_matches_a_numpy_transcription_of_the_authors_cod
     ],
 )
 def test_inference_sstm_matches_the_module_in_eval(branches: str, impl: str, size: tuple[int, int]) -> None:
-    from s2mnet.models.inference import InferenceSSTM, optimize_for_inference
+    from s2mnet.models.fusion import InferenceSSTM, optimize_for_inference
 
     torch.manual_seed(0)
     module = SSTM(12, k=10, bottleneck=4, branches=branches, spectral_impl=impl).eval()

@@ -12,26 +12,22 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from s2mnet.engine.config import TrainConfig
+from s2mnet.engine.fit import fit as _fit
 from s2mnet.engine.outputs import prepare_output_dir
-from s2mnet.engine.schedule import default_warmup_epochs, warmup_cosine
-from s2mnet.engine.train import (
-    PAPER_LR,
-    RUN_FILES,
-    SHORT_RUN_LR,
-    TrainConfig,
-    Trainer,
-    _fit,
-    add_training_recipe,
-    train,
-)
+from s2mnet.engine.rundir import RUN_FILES
+from s2mnet.engine.schedule import warmup_cosine
+from s2mnet.engine.train import train
+from s2mnet.engine.trainer import Trainer
 from s2mnet.errors import S2MError
+from s2mnet.planning.recipe import PAPER_LR, SHORT_RUN_LR, add_training_recipe, default_warmup_epochs
 
 TINY = {"size": 32, "epochs": 2, "batch_size": 4, "samples_per_epoch": 8, "mode": "resize"}
 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from s2mnet.data import make_synthetic_dataset
+    from s2mnet.data.synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("data"), n=8, size=32, seed=0)
 
@@ -256,7 +252,7 @@ def test_non_finite_loss_is_reported() -> None:
 
 
 def test_restrict_to_fov_silences_pixels_outside() -> None:
-    from s2mnet.engine.train import restrict_to_fov
+    from s2mnet.engine.trainer import restrict_to_fov
 
     logits = torch.randn(2, 1, 4, 4, requires_grad=True)
     fov = torch.zeros(2, 1, 4, 4, dtype=torch.bool)

@@ -18,3 +18,20 @@ class DataError(S2MError):
 
 class RunError(S2MError):
     """A run folder or checkpoint that is missing, incomplete or incompatible."""
+
+
+class ModelConfigError(S2MError, ValueError):
+    """An unknown model name or an argument the named model does not take."""
+
+
+class LossInputError(S2MError):
+    """A loss was given logits or targets it cannot use, or an unknown loss name/option."""
+
+
+class ExportError(S2MError):
+    """A model that cannot be exported, or an export that does not reproduce PyTorch."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when empty), for one-line errors."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,7 +1,8 @@
 """``s2m reproduce DATASET``: the paper's protocol for one benchmark, over seeds, beside the paper's numbers.
 
 For each seed: :func:`s2mnet.engine.train.train` with the preset's plan and recipe at the chosen scale
-(:mod:`s2mnet.presets`), then :func:`s2mnet.engine.evaluate.evaluate_run` on the preset's test split.
+(:mod:`s2mnet.planning.presets`),
+then :func:`s2mnet.inference.evaluate.evaluate_run` on the preset's test split.
 Each finished seed is written atomically into ``OUT/results.json`` at once, so an interrupted run resumes
 where it stopped (finished seeds are skipped). The row — our mean ± std Dice (and IoU, HD95) beside the
 paper's S2M-Net number and its best baseline — is written as ``OUT/row.md`` and ``OUT/row.json``.
@@ -9,7 +10,6 @@ paper's S2M-Net number and its best baseline — is written as ``OUT/row.md`` an
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -23,50 +23,8 @@ RESULTS_JSON = "results.json"
 SPLIT_JSON = "split.json"
 ROW_MD = "row.md"
 ROW_JSON = "row.json"
-DEFAULT_SEEDS = "42,123,456,789,2024"  # PAPER.md §4
+DEFAULT_SEEDS = "42,123,456,789,2024"  # method.md §4
 _METRICS = ("dice", "iou", "hd95")
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``s2m reproduce``."""
-    parser = subparsers.add_parser(
-        "reproduce",
-        help="run the paper's protocol on a benchmark and write our row beside the paper's",
-        description="Train and evaluate the preset's protocol for each seed (resumable: finished seeds are "
-        "skipped) and write OUT/row.md and OUT/row.json: mean ± std Dice (IoU, HD95) over the seeds beside "
-        "the paper's S2M-Net number and its best baseline. Presets and protocols: docs/presets.md.",
-    )
-    parser.add_argument(
-        "dataset",
-        help="kvasir, cvc-clinicdb, cvc-colondb, etis, isic2018, ph2, glas, busi, stare, drive, chase, "
-        "endovis17-binary, endovis17-parts, brats2020, acdc",
-    )
-    parser.add_argument(
-        "--data", required=True, type=Path, help="the dataset folder, as its publisher lays it out"
-    )
-    parser.add_argument(
-        "--seeds", default=DEFAULT_SEEDS, help=f"comma-separated seeds (default {DEFAULT_SEEDS})"
-    )
-    parser.add_argument(
-        "--scale",
-        default="paper",
-        metavar="{paper,cpu-small}",  # "ci" (one tiny epoch, for tests) is accepted but not advertised
-        help="paper: the paper's protocol (GPU); cpu-small: the stated reduced protocol (default paper)",
-    )
-    parser.add_argument("--out", type=Path, help="output folder (default reproduce/<dataset>-<scale>)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
-    parser.add_argument("--quiet", action="store_true", help="print only the final row")
-    parser.set_defaults(handler=_cmd_reproduce)
-
-
-def _cmd_reproduce(args: argparse.Namespace) -> int:
-    out = args.out or Path("reproduce") / f"{args.dataset.lower()}-{args.scale}"
-    row = reproduce(
-        args.dataset, args.data, out, parse_seeds(args.seeds), args.scale, args.device, args.quiet
-    )
-    print(format_row_markdown(row))
-    print(f"row written to {out / ROW_MD} and {out / ROW_JSON}")
-    return 0
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -95,9 +53,16 @@ def reproduce(
         S2MError: unknown preset or scale. DataError: the folder does not look like the dataset.
         RunError: ``out`` holds results of another dataset, scale, data folder or split.
     """
-    from s2mnet.engine.evaluate import evaluate_run
-    from s2mnet.engine.train import TrainConfig, train
-    from s2mnet.presets import RECIPES, check_data, get_preset, plan_overrides, resolve_split
+    from s2mnet.engine.config import TrainConfig
+    from s2mnet.engine.train import train
+    from s2mnet.inference.evaluate import evaluate_run
+    from s2mnet.planning.presets.registry import (
+        RECIPES,
+        check_data,
+        get_preset,
+        plan_overrides,
+        resolve_split,
+    )
 
     preset = get_preset(dataset)
     data, out = Path(data), Path(out)
@@ -148,7 +113,7 @@ def reproduce(
 
 
 def _device(name: str):
-    from s2mnet.engine.train import resolve_device
+    from s2mnet.engine.device import resolve_device
 
     return resolve_device(name)
 

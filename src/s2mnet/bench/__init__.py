@@ -1,11 +1,11 @@
-"""``s2m bench``: measure the paper's claims side by side (issue 6).
+"""``s2m bench``: measure the paper's claims side by side.
 
 * :mod:`s2mnet.bench.efficiency` — parameters, FLOPs, latency, training-step time, memory, scaling;
-* :mod:`s2mnet.bench.spectral` — spectral energy inside the central K×K block (PAPER.md §2, Table 4);
+* :mod:`s2mnet.bench.spectral` — spectral energy inside the central K×K block (method.md §2, Table 4);
 * :mod:`s2mnet.bench.ablation` — ablation variants × seeds, trained and evaluated on one held-out split;
 * :mod:`s2mnet.bench.stats` — mean ± sd, paired tests, Bonferroni, scaling exponents.
 
-The command line lives in :mod:`s2mnet.bench.cli`; conventions are documented in ``docs/bench.md``.
+The command line lives in :mod:`s2mnet.cli.bench`; conventions are documented in ``docs/bench.md``.
 """
 
 #: Defaults shared by the command line and the modules (kept here so that ``s2m --help`` imports no torch).

@@ -1,4 +1,4 @@
-"""``s2m bench spectral``: share of spectral energy inside the central K×K block (PAPER.md §2, Table 4).
+"""``s2m bench spectral``: share of spectral energy inside the central K×K block (method.md §2, Table 4).
 
 Definition (ours; the paper states none): for a map ``x`` (H×W) take ``F = fftshift(fft2(x))`` and the
 energy ``|F|²``. The central K×K block is the frequencies ``−⌊K/2⌋ … K−1−⌊K/2⌋`` on both axes (the band
@@ -87,7 +87,7 @@ def summarise(shares: torch.Tensor, ks: Sequence[int], threshold: float) -> dict
 
 def image_tensor(path: Path, size: int) -> torch.Tensor:
     """An image as ``(C, size, size)`` float in [0, 1] (read_image, bilinear antialiased resize)."""
-    from s2mnet.data import read_image
+    from s2mnet.data.io import read_image
 
     image = torch.from_numpy(np.ascontiguousarray(read_image(path).transpose(2, 0, 1)))
     return F.interpolate(
@@ -108,7 +108,8 @@ def feature_shares(
     model: torch.nn.Module, plan: dict, paths: Sequence[Path], ks: Sequence[int], size: int, include_dc: bool
 ) -> list[torch.Tensor]:
     """Per encoder stage, ``(images × channels, len(ks))`` shares of the maps entering its mixer."""
-    from s2mnet.data import preprocess, read_image
+    from s2mnet.data.io import read_image
+    from s2mnet.data.preprocessing import preprocess
 
     captured: list[torch.Tensor] = []
     handles = [
@@ -149,7 +150,7 @@ def run_spectral(
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Measure the shares on the images of ``data`` (and the SSTM inputs of ``run``); write the reports."""
-    from s2mnet.data import discover
+    from s2mnet.data.discover import discover
     from s2mnet.io_utils import atomic_write_json, atomic_write_text
 
     if not ks or any(k < 1 for k in ks):
@@ -177,8 +178,8 @@ def run_spectral(
         result["images"][mode] = summarise(shares, ks, threshold)
     if run is not None:
         from s2mnet.engine.checkpoint import load_model
-        from s2mnet.engine.evaluate import run_plan
-        from s2mnet.engine.train import resolve_device
+        from s2mnet.engine.device import resolve_device
+        from s2mnet.engine.rundir import run_plan
 
         model, config = load_model(run, device=resolve_device(device))
         plan = run_plan(Path(run), config)

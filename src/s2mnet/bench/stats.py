@@ -5,13 +5,24 @@
   (two-sided signed-rank test; exact distribution for small samples, zero differences dropped by
   scipy's default ``zero_method="wilcox"``). With fewer than 2 pairs, or all differences zero, a test is
   undefined and reported as ``None``.
-* Bonferroni: ``min(1, p · m)`` over the ``m`` comparisons made (PAPER.md §4 uses 0.05/15).
+* Bonferroni: ``min(1, p · m)`` over the ``m`` comparisons made (method.md §4 uses 0.05/15).
+
+With the training run as the unit (``s2m bench ablation``):
+
+* :func:`hierarchical_bootstrap_ci`: percentile CI of the mean paired difference, resampling seeds with
+  replacement, then the test cases within each drawn seed (two-stage bootstrap).
+* :func:`paired_run_test`: paired t-test over the per-seed means (primary), Wilcoxon signed-rank as a
+  secondary check when there are ≥ 5 pairs.
+* :func:`holm`: Holm's step-down adjustment over a family of p-values.
+* :func:`tost_paired`: equivalence by two one-sided paired t-tests against ``±margin``.
+* :func:`verdict`: "different" / "equivalent" / "inconclusive" / "not testable" from those.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +84,157 @@ def bonferroni(p: float | None, comparisons: int) -> float | None:
     if comparisons < 1:
         raise ValueError(f"comparisons must be ≥ 1, got {comparisons}")
     return min(1.0, p * comparisons)
+
+
+def hierarchical_bootstrap_ci(
+    deltas_by_seed: Mapping[Any, Sequence[float]], n: int = 10_000, seed: int = 0, level: float = 0.95
+) -> dict[str, float | int | None]:
+    """Two-stage bootstrap CI of the mean paired difference.
+
+    One replicate draws as many seeds as there are, with replacement, then for each drawn seed as many of
+    its cases as it has, with replacement (a seed drawn twice gets two independent case draws); its
+    statistic is the mean over the drawn seeds of the mean of their drawn cases. The CI is the percentile
+    interval of ``n`` replicates.
+
+    Args:
+        deltas_by_seed: seed → per-case differences (variant − reference) of that seed's paired runs.
+        n: bootstrap replicates.
+        seed: seed of the generator (the CI is reproducible).
+        level: coverage (0.95).
+
+    Returns:
+        ``{"n_seeds", "mean"`` (mean over seeds of the per-seed mean), ``"low", "high"}``; ``None`` values
+        without any seed with cases.
+    """
+    groups = [np.asarray(v, dtype=float) for v in deltas_by_seed.values() if len(v)]
+    result: dict[str, float | int | None] = {"n_seeds": len(groups), "mean": None, "low": None, "high": None}
+    if not groups:
+        return result
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(groups), size=(n, len(groups)))
+    replicate = np.zeros((n, len(groups)))
+    for index, cases in enumerate(groups):
+        slots = picks == index
+        draws = rng.integers(0, cases.size, size=(int(slots.sum()), cases.size))
+        replicate[slots] = cases[draws].mean(axis=1)
+    stats_ = replicate.mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(stats_, [alpha, 1.0 - alpha])
+    result.update(mean=float(np.mean([g.mean() for g in groups])), low=float(low), high=float(high))
+    return result
+
+
+def paired_run_test(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+    """Paired test with the training run as the unit: ``a[i]`` and ``b[i]`` are the mean test Dice of the
+    variant's and the reference's runs of pair ``i``.
+
+    The paired t-test is primary (``p``); the Wilcoxon signed-rank p-value is added as a check when there
+    are ≥ 5 pairs (below that its smallest two-sided p is ≥ 0.125 and it cannot decide anything).
+
+    Returns:
+        ``{"n", "mean_diff", "sd_diff", "t", "df", "p"`` (t-test, primary), ``"wilcoxon_p", "primary": "t"}``;
+        ``None`` where undefined (fewer than 2 pairs; a t-test on identical differences: p = 0 if they are
+        non-zero, 1 if zero).
+    """
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    result: dict[str, Any] = {
+        "n": int(diff.size),
+        "mean_diff": float(diff.mean()) if diff.size else None,
+        "sd_diff": float(diff.std(ddof=1)) if diff.size > 1 else None,
+        "t": None,
+        "df": int(diff.size - 1) if diff.size > 1 else None,
+        "p": None,
+        "wilcoxon_p": None,
+        "primary": "t",
+    }
+    if diff.size < 2:
+        return result
+    from scipy import stats
+
+    sd = float(diff.std(ddof=1))
+    if sd == 0.0:
+        result["p"] = 0.0 if diff[0] != 0 else 1.0
+    else:
+        t = float(diff.mean() / (sd / math.sqrt(diff.size)))
+        result.update(t=t, p=float(2.0 * stats.t.sf(abs(t), diff.size - 1)))
+    if diff.size >= 5 and np.any(diff != 0):
+        result["wilcoxon_p"] = float(stats.wilcoxon(diff).pvalue)
+    return result
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (same order; ``None`` stays ``None`` and is not counted).
+
+    With the m defined p-values sorted, ``p_(i)`` becomes ``max_{j ≤ i} min(1, (m − j + 1) · p_(j))``.
+    """
+    defined = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
+    adjusted: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(defined):
+        running = max(running, min(1.0, (len(defined) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def tost_paired(deltas: Sequence[float], margin: float = 0.01) -> dict[str, Any]:
+    """Equivalence test (two one-sided paired t-tests) of the mean difference against ``±margin``.
+
+    ``p_lower`` tests H0: mean ≤ −margin (t = (mean + margin) / se, upper tail), ``p_upper`` tests H0:
+    mean ≥ +margin (t = (mean − margin) / se, lower tail); equivalence p = max of the two. With identical
+    differences (se = 0): p = 0 inside the margin, 1 outside.
+
+    Returns:
+        ``{"n", "mean", "margin", "p_lower", "p_upper", "p"}``; p-values ``None`` with fewer than 2 pairs.
+    """
+    d = np.asarray(deltas, dtype=float)
+    result: dict[str, Any] = {
+        "n": int(d.size),
+        "mean": float(d.mean()) if d.size else None,
+        "margin": margin,
+        "p_lower": None,
+        "p_upper": None,
+        "p": None,
+    }
+    if d.size < 2:
+        return result
+    from scipy import stats
+
+    se = float(d.std(ddof=1)) / math.sqrt(d.size)
+    mean = float(d.mean())
+    if se == 0.0:
+        p_lower = 0.0 if mean > -margin else 1.0
+        p_upper = 0.0 if mean < margin else 1.0
+    else:
+        p_lower = float(stats.t.sf((mean + margin) / se, d.size - 1))
+        p_upper = float(stats.t.cdf((mean - margin) / se, d.size - 1))
+    result.update(p_lower=p_lower, p_upper=p_upper, p=max(p_lower, p_upper))
+    return result
+
+
+def verdict(
+    p_holm: float | None,
+    ci: tuple[float | None, float | None],
+    tost_p_holm: float | None,
+    n_pairs: int,
+    alpha: float = 0.05,
+    min_pairs: int = 3,
+) -> str:
+    """The verdict of one comparison from the run-level statistics alone.
+
+    * ``"not testable"``: fewer than ``min_pairs`` converged pairs;
+    * ``"different"``: Holm-adjusted paired-test p < alpha and the bootstrap CI excludes 0;
+    * ``"equivalent"``: Holm-adjusted TOST p < alpha (the difference is within the margin);
+    * ``"inconclusive"``: otherwise.
+    """
+    if n_pairs < min_pairs:
+        return "not testable"
+    low, high = ci
+    excludes_zero = low is not None and high is not None and (low > 0 or high < 0)
+    if p_holm is not None and p_holm < alpha and excludes_zero:
+        return "different"
+    if tost_p_holm is not None and tost_p_holm < alpha:
+        return "equivalent"
+    return "inconclusive"
 
 
 def _positive(value: float | None) -> bool:

@@ -1,44 +1,40 @@
-"""Datasets: discovery and pairing, reading, splits, fingerprint and plan, training datasets, demo data.
+"""The data stage: types, naming rules, discovery, readers by format, label modes, splits, preprocessing,
+the training dataset and the synthetic demo data.
 
-``SegmentationDataset`` (torch, albumentations) is imported lazily, so that ``s2mnet.data.io`` and the
-numpy preprocessing can be used without the training stack (the onnxruntime predictor in
-``s2mnet.deploy`` relies on it).
+Data flows one way (docs/architecture.md): this package imports nothing of planning, engine, inference,
+deploy or bench. Exports are resolved lazily, so ``import s2mnet.data.io`` or the numpy preprocessing
+(used by the onnxruntime predictor in :mod:`s2mnet.deploy`) never imports torch or albumentations.
 """
 
+from __future__ import annotations
+
+import importlib
 from typing import Any
 
-from s2mnet.data.discover import Case, DatasetIndex, discover
-from s2mnet.data.fingerprint import fingerprint, format_fingerprint, make_plan, plan_summary
-from s2mnet.data.io import read_fov, read_image, read_mask
-from s2mnet.data.splits import load_splits, make_splits, save_splits
-from s2mnet.data.synthetic import make_synthetic_dataset
-from s2mnet.deploy.preprocessing import normalize, prepare_intensities, preprocess
+# ``discover`` is both a module and its main function; binding the function here keeps
+# ``from s2mnet.data import discover`` a function however the submodule was imported.
+from s2mnet.data.discover import discover as discover
+from s2mnet.data.types import Case as Case
+from s2mnet.data.types import DatasetIndex as DatasetIndex
 
-__all__ = [
-    "Case",
-    "DatasetIndex",
-    "SegmentationDataset",
-    "discover",
-    "fingerprint",
-    "format_fingerprint",
-    "load_splits",
-    "make_plan",
-    "make_splits",
-    "make_synthetic_dataset",
-    "normalize",
-    "plan_summary",
-    "prepare_intensities",
-    "preprocess",
-    "read_fov",
-    "read_image",
-    "read_mask",
-    "save_splits",
-]
+_EXPORTS = {
+    "read_fov": "s2mnet.data.io",
+    "read_image": "s2mnet.data.io",
+    "read_mask": "s2mnet.data.io",
+    "load_splits": "s2mnet.data.splits",
+    "make_splits": "s2mnet.data.splits",
+    "save_splits": "s2mnet.data.splits",
+    "make_synthetic_dataset": "s2mnet.data.synthetic",
+    "normalize": "s2mnet.data.preprocessing",
+    "prepare_intensities": "s2mnet.data.preprocessing",
+    "preprocess": "s2mnet.data.preprocessing",
+    "SegmentationDataset": "s2mnet.data.dataset",
+}
+
+__all__ = sorted([*_EXPORTS, "Case", "DatasetIndex", "discover"])
 
 
 def __getattr__(name: str) -> Any:
-    if name == "SegmentationDataset":
-        from s2mnet.data.dataset import SegmentationDataset
-
-        return SegmentationDataset
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 's2mnet.data' has no attribute {name!r}")

@@ -4,12 +4,12 @@ Preprocessing (:func:`preprocess`, applied identically at training and inference
 
 1. ``prepare_intensities``: dim images (maximum < 0.25, e.g. 12-bit data in 16-bit files) are divided by
    their maximum; channel choice and contrast — ``"green_clahe"`` keeps the green channel of
-   a colour fundus image and applies CLAHE (PAPER.md §4; scikit-image ``equalize_adapthist``,
+   a colour fundus image and applies CLAHE (method.md §4; scikit-image ``equalize_adapthist``,
    clip limit 0.01); then the image is brought to ``plan["in_channels"]`` (grey repeated to RGB, or RGB
    averaged to grey).
 2. ``normalize``: per-image, per-channel z-score (mean 0, std 1), so 8- and 16-bit data look alike.
 
-Augmentation (training only, albumentations; PAPER.md §4): random resized crop (scale 0.5–1, resize
+Augmentation (training only, albumentations; method.md §4): random resized crop (scale 0.5–1, resize
 mode), flips, rotation (±180° affine with scale 0.9–1.1 on ``augment="full"``, 90° steps on
 ``"light"``), coarse dropout (full only), colour jitter / brightness-contrast. ``"light"`` is the CPU
 default: fewer and cheaper transforms so that small models converge within a CPU budget.
@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from s2mnet.data.discover import Case
 from s2mnet.data.io import read_fov, read_image
 from s2mnet.data.labels import label_mode, read_label_map, target_array
-from s2mnet.deploy.preprocessing import normalize, prepare_intensities, preprocess
+from s2mnet.data.preprocessing import normalize, prepare_intensities, preprocess
+from s2mnet.data.types import Case
 from s2mnet.errors import DataError
 
 # The preprocessing is numpy-only and lives in s2mnet.deploy (the onnxruntime predictor shares it).

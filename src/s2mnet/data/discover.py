@@ -41,134 +41,35 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from s2mnet.data.io import LOSSY_EXTENSIONS, file_stem, image_extension, is_image_file, read_raw
+from s2mnet.data.io import read_raw
+from s2mnet.data.naming import (
+    AUXILIARY_SUFFIX,
+    FOV_SUFFIX,
+    IMAGE_PREFIX,
+    IMAGE_SUFFIX,
+    LOSSY_EXTENSIONS,
+    MASK_PREFIX,
+    MASK_SUFFIX,
+    SECOND_SUFFIX,
+    SPLIT_WORDS,
+    file_stem,
+    folder_role,
+    image_extension,
+    is_image_file,
+    name_words,
+    natural_key,
+    split_of,
+)
+from s2mnet.data.types import Case, DatasetIndex
 from s2mnet.errors import DataError
 
-if TYPE_CHECKING:
-    from s2mnet.data.formats.labels import LabelMap
-    from s2mnet.data.formats.nifti import VolumeSlice
-
-SECOND_OBSERVER_WORDS = frozenset({"2nd", "second", "manual2", "2ndho", "vk", "observer2", "2ndmanual"})
-#: The second view of a stereo pair, annotated only on the left view (EndoVis17's ``right_frames/``).
-SECOND_VIEW_WORDS = frozenset({"rightframes", "rightimages", "rightview"})
-FOV_WORDS = frozenset({"fov", "roi", "fieldofview"})
-STRONG_MASK_WORDS = frozenset(
-    {
-        "manual",
-        "manual1",
-        "1st",
-        "1stho",
-        "gt",
-        "groundtruth",
-        "truth",
-        "annotation",
-        "annotations",
-        "label",
-        "labels",
-        "segmentation",
-        "segmentations",
-        "seg",
-        "target",
-        "targets",
-        "lesion",
-        "lesions",
-        "ah",
-    }
-)
-WEAK_MASK_WORDS = frozenset({"mask", "masks"})
-IMAGE_WORDS = frozenset(
-    {"image", "images", "img", "imgs", "original", "originals", "input", "inputs", "raw", "frames", "photos"}
-)
-SPLIT_WORDS = {
-    "train": frozenset({"train", "training", "trainset"}),
-    "val": frozenset({"val", "valid", "validation", "dev"}),
-    "test": frozenset({"test", "testing", "testset"}),
-}
-
-_SEP = r"[_\-. ]"
-_INDEX = r"(?:[_\- ]?\(?\d{1,2}\)?)?"
-_SECOND_SUFFIX = re.compile(rf"{_SEP}(?:manual2|2ndho|2nd[_\- ]?manual|vk|gt2|2nd)$", re.IGNORECASE)
-_AUXILIARY_SUFFIX = re.compile(rf"{_SEP}(?:superpixels?|thumb|thumbnail|overlay|preview)$", re.IGNORECASE)
-_MASK_SUFFIX = re.compile(
-    rf"(?:^|{_SEP})(?:masks?|lesion|segmentation|seg|1stho|manual1|manual|gt|ground[_\- ]?truth|labels?|"
-    rf"annotations?|anno|ah){_INDEX}$",
-    re.IGNORECASE,
-)
-_FOV_SUFFIX = re.compile(rf"(?:^|{_SEP})(?:fov[_\- ]?mask|fov|roi|mask){_INDEX}$", re.IGNORECASE)
-_IMAGE_SUFFIX = re.compile(
-    rf"(?:^|{_SEP})(?:image|img|orig|original|input|raw|training|train|testing|test|validation|val)$",
-    re.IGNORECASE,
-)
-# Prefix forms of the same words: mask_001.png, gt_001.png ↔ img_001.png, 001.png.
-# ``p`` directly before a number (ETIS-LaribPolypDB's ``Ground Truth/p1.tif`` ↔ ``1.tif``) is one too.
-_MASK_PREFIX = re.compile(
-    r"^(?:(?:masks?|gt|labels?|seg|segmentation|annotations?|anno)[_\-. ]|p(?=\d+$))", re.IGNORECASE
-)
-_IMAGE_PREFIX = re.compile(r"^(?:images?|img|orig|original|input|raw)[_\-. ]", re.IGNORECASE)
 _MAX_LISTED = 8
 _MAX_DEPTH = 6
-
-
-@dataclass(frozen=True)
-class Case:
-    """One training example: an image, the mask file(s) united into its target, an optional FOV mask."""
-
-    case_id: str
-    image: Path
-    masks: tuple[Path, ...]
-    fov: Path | None = None
-    #: further channel files stacked after ``image`` (nnU-Net ``_0001``..., NIfTI modalities).
-    channels: tuple[Path, ...] = ()
-    #: for a slice of NIfTI volumes (``image``, ``channels``, ``masks[0]``): axis, index, foreground.
-    slice: VolumeSlice | None = None
-    #: the unit that splits keep together (a volume's id for its slices); ``None`` → the case itself.
-    group: str | None = None
-    #: how mask values or colours map to classes (nnU-Net labels, colour palette, NIfTI label values).
-    labels: LabelMap | None = None
-
-
-@dataclass
-class DatasetIndex:
-    """The result of :func:`discover`.
-
-    Attributes:
-        root: the dataset folder.
-        cases: the pairs, sorted by ``case_id``.
-        layout: short description, e.g. ``"images-masks"``, ``"images-masks-fov"``, ``"mixed"``,
-            ``"case-folders"``.
-        num_classes: 1 for binary masks, K for integer class maps 0..K-1 (inferred from a sample of
-            masks; :func:`s2mnet.data.fingerprint` checks every mask).
-        known_split: the published split found in folder or file names, or ``None``.
-        ignored: files deliberately left out (second-observer annotations, auxiliary files such as
-            ``_superpixels``, field-of-view files that match no image).
-        notes: one line per inference made (printed by ``s2m analyze``).
-    """
-
-    root: Path
-    cases: list[Case]
-    layout: str
-    num_classes: int = 1
-    known_split: dict | None = None
-    ignored: list[Path] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    classes: list[str] | None = None  # class names (nnU-Net dataset.json, palette.json), background first
-    labels: LabelMap | None = None  # the label map shared by the cases, stored in run.json
-
-    def __len__(self) -> int:
-        return len(self.cases)
-
-    def case(self, case_id: str) -> Case:
-        """Return the case with this id (DataError when unknown)."""
-        for case in self.cases:
-            if case.case_id == case_id:
-                return case
-        raise DataError(f"{self.root}: no case {case_id!r} in this dataset")
 
 
 @dataclass
@@ -180,40 +81,6 @@ class _File:
     context: tuple[str, ...]
     role_folder: str | None
     prefixless_key: str = ""  # masks: the key without a mask prefix (mask_001 → 001), tried second
-
-
-def _words(name: str) -> list[str]:
-    """Split a folder name into lower-case words (camelCase and separators), plus joined pairs."""
-    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name)
-    words = [w.lower() for w in re.split(r"[^0-9A-Za-z]+", spaced) if w]
-    joined = ["".join(words[i : i + 2]) for i in range(len(words) - 1)]
-    return words + joined
-
-
-def _folder_role(name: str) -> tuple[str | None, bool]:
-    """Role of a folder from its words and whether the mask role is a strong one."""
-    words = _words(name)
-    if any(w in SECOND_OBSERVER_WORDS or w in SECOND_VIEW_WORDS for w in words):
-        return "ignored", False
-    if any(w in FOV_WORDS for w in words):
-        return "fov", False
-    last_role: tuple[str | None, bool] = (None, False)
-    for word in words:  # the last role word wins ("Segmentation_Images" holds images)
-        if word in STRONG_MASK_WORDS:
-            last_role = ("mask", True)
-        elif word in WEAK_MASK_WORDS:
-            last_role = ("mask", last_role == ("mask", True))
-        elif word in IMAGE_WORDS:
-            last_role = ("image", False)
-    return last_role
-
-
-def _split_of(name: str) -> str | None:
-    words = set(_words(name))
-    for split, split_words in SPLIT_WORDS.items():
-        if words & split_words:
-            return split
-    return None
 
 
 def _walk_images(root: Path) -> list[Path]:
@@ -230,40 +97,40 @@ def _classify(
 ) -> _File:
     def stem_exists(folder: Path, prefixed: str) -> bool:
         """A prefixed name marks a mask in a mixed folder only next to its unprefixed image."""
-        return (folder, _MASK_PREFIX.sub("", prefixed).casefold()) in stems
+        return (folder, MASK_PREFIX.sub("", prefixed).casefold()) in stems
 
     parts = path.relative_to(root).parts[:-1]
     role, role_index = None, None
     for index in range(len(parts) - 1, -1, -1):
         if root.joinpath(*parts[: index + 1]) in role_folders:
-            role, role_index = _folder_role(parts[index])[0], index
+            role, role_index = folder_role(parts[index])[0], index
             break
     if role == "mask" and root.joinpath(*parts[: role_index + 1]) in fov_folders:
         role = "fov"
-    split = next((s for s in map(_split_of, parts) if s), None)
+    split = next((s for s in map(split_of, parts) if s), None)
     context = tuple(
         p
         for i, p in enumerate(parts)
-        if i != role_index and _split_of(p) is None and not _annotation_subfolder(role, role_index, i, p)
+        if i != role_index and split_of(p) is None and not _annotation_subfolder(role, role_index, i, p)
     )
     stem = file_stem(path)
     if role is None:  # mixed folder: the file-name suffix decides
-        if _SECOND_SUFFIX.search(stem) or _AUXILIARY_SUFFIX.search(stem):
+        if SECOND_SUFFIX.search(stem) or AUXILIARY_SUFFIX.search(stem):
             role = "ignored"
-        elif _MASK_SUFFIX.search(stem) or (_MASK_PREFIX.search(stem) and stem_exists(path.parent, stem)):
+        elif MASK_SUFFIX.search(stem) or (MASK_PREFIX.search(stem) and stem_exists(path.parent, stem)):
             role = "mask"
         else:
             role = "image"
-    if (role == "mask" and _SECOND_SUFFIX.search(stem)) or _AUXILIARY_SUFFIX.search(stem):
+    if (role == "mask" and SECOND_SUFFIX.search(stem)) or AUXILIARY_SUFFIX.search(stem):
         role = "ignored"
     if role == "mask":
-        key = _MASK_SUFFIX.sub("", stem)
+        key = MASK_SUFFIX.sub("", stem)
     elif role == "fov":
-        key = _FOV_SUFFIX.sub("", stem)
+        key = FOV_SUFFIX.sub("", stem)
     else:
         key = stem
     role_folder = parts[role_index] if role_index is not None else None
-    return _File(path, role, key, split, context, role_folder, _MASK_PREFIX.sub("", key))
+    return _File(path, role, key, split, context, role_folder, MASK_PREFIX.sub("", key))
 
 
 def _annotation_subfolder(role: str | None, role_index: int | None, index: int, name: str) -> bool:
@@ -273,7 +140,7 @@ def _annotation_subfolder(role: str | None, role_index: int | None, index: int, 
     mask's group, so the masks of every object pair with the one image and are merged (rule 2).
     """
     below_mask = role == "mask" and role_index is not None and index > role_index
-    return below_mask and _folder_role(name)[0] == "mask"
+    return below_mask and folder_role(name)[0] == "mask"
 
 
 def _role_folders(root: Path, files: list[Path]) -> tuple[set[Path], set[Path]]:
@@ -294,11 +161,11 @@ def _role_folders(root: Path, files: list[Path]) -> tuple[set[Path], set[Path]]:
     holding = {f.parent for f in files}
     roles, fov = set(), set()
     for folder in folders:
-        role, strong = _folder_role(folder.name)
+        role, strong = folder_role(folder.name)
         if role is None:
             continue
         siblings = [s for s in by_parent[folder.parent] if s != folder]
-        sibling_roles = [_folder_role(s.name) for s in siblings]
+        sibling_roles = [folder_role(s.name) for s in siblings]
         beside_other_role = any(r[0] not in (None, role) for r in sibling_roles)
         beside_plain = role == "mask" and strong and _beside_plain_images(folder, siblings, holding)
         if role == "ignored" or beside_other_role or beside_plain:
@@ -323,7 +190,7 @@ def _beside_plain_images(folder: Path, siblings: list[Path], holding: set[Path])
     """
     if folder not in holding:
         return False
-    plain = [s for s in siblings if s in holding and _folder_role(s.name)[0] is None]
+    plain = [s for s in siblings if s in holding and folder_role(s.name)[0] is None]
     return bool(plain) or folder.parent in holding
 
 
@@ -334,7 +201,7 @@ def _normalise_numbers(key: str) -> str:
 def _image_keys(key: str) -> list[str]:
     """Keys an image can be matched by, strongest first (rule 3 of the module docstring)."""
     key = key.casefold()
-    stripped = _IMAGE_PREFIX.sub("", _IMAGE_SUFFIX.sub("", key))
+    stripped = IMAGE_PREFIX.sub("", IMAGE_SUFFIX.sub("", key))
     return [key, stripped, _normalise_numbers(key), _normalise_numbers(stripped)]
 
 
@@ -452,7 +319,7 @@ def _case_ids(pairs: list[tuple]) -> list[str]:
 
     def qualified(image: _File) -> str:
         parts = [*image.context] + (
-            [file_stem(image.path)] if _IMAGE_SUFFIX.sub("", image.key).strip(" _-.") else []
+            [file_stem(image.path)] if IMAGE_SUFFIX.sub("", image.key).strip(" _-.") else []
         )
         return "/".join(parts) or file_stem(image.path)
 
@@ -479,7 +346,7 @@ def _known_split(pairs: list[tuple], ids: list[str]) -> tuple[dict | None, str |
 
 
 def _stem_split(stem: str) -> str | None:
-    words = _words(stem)  # camelCase counts: GlaS's testA_1 is a test image
+    words = name_words(stem)  # camelCase counts: GlaS's testA_1 is a test image
     for split, split_words in SPLIT_WORDS.items():
         if any(w in split_words for w in words):
             return split
@@ -554,7 +421,7 @@ def discover(root: str | os.PathLike) -> DatasetIndex:
             Case(case_id, image.path, tuple(mask_paths), fov)
             for (image, mask_paths, fov), case_id in zip(pairs, ids, strict=True)
         ),
-        key=lambda c: _natural_key(c.case_id),
+        key=lambda c: natural_key(c.case_id),
     )
     known_split, split_source = _known_split(pairs, ids)
     layout = _layout_name(images, fovs)
@@ -583,12 +450,8 @@ def discover(root: str | os.PathLike) -> DatasetIndex:
 
 
 def _layout_name(images: list[_File], fovs: list[_File]) -> str:
-    if all(not im.key.strip(" _-.") or _IMAGE_SUFFIX.fullmatch(im.key) for im in images):
+    if all(not im.key.strip(" _-.") or IMAGE_SUFFIX.fullmatch(im.key) for im in images):
         return "case-folders"
     if any(im.role_folder is None for im in images):
         return "mixed"
     return "images-masks-fov" if fovs else "images-masks"
-
-
-def _natural_key(text: str) -> list:
-    return [int(t) if t.isdigit() else t.casefold() for t in re.split(r"(\d+)", text)]

@@ -5,6 +5,12 @@ is distributed: ``im0001.ppm.gz``), grey or RGB(A).
 TIFF is read with tifffile (16-bit RGB keeps its precision); when tifffile cannot decode a compression
 without the optional ``imagecodecs`` package (e.g. DRIVE's LZW TIFFs) Pillow reads it instead.
 
+Hostile files are refused with a :class:`DataError` naming them, cheaply: an image whose declared size
+exceeds :func:`max_pixels` (Pillow's decompression-bomb limit by default, ``$S2MNET_MAX_IMAGE_PIXELS``
+overrides it) is refused from its header before decoding, TIFFs included (tifffile has no limit of its
+own); a gzipped image may not inflate beyond 8 bytes per allowed pixel; NaN or infinite pixel values
+(float TIFFs) are refused at read time, in images and masks alike.
+
 Mask decoding rules (binary, the default; documented in docs/data.md):
 
 1. Pillow mode ``"1"`` → boolean, used as is.
@@ -28,49 +34,35 @@ integer class map first).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from s2mnet.data.naming import IMAGE_EXTENSIONS, LOSSY_EXTENSIONS, image_extension
 from s2mnet.errors import DataError
 
 if TYPE_CHECKING:
-    from s2mnet.data.discover import Case
+    from s2mnet.data.types import Case
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".pgm", ".pnm")
-LOSSY_EXTENSIONS = (".jpg", ".jpeg")
 _TIFF_EXTENSIONS = (".tif", ".tiff")
+#: Environment variable overriding :data:`DEFAULT_MAX_PIXELS`.
+MAX_PIXELS_ENV = "S2MNET_MAX_IMAGE_PIXELS"
+#: Largest image (height × width) decoded: Pillow's decompression-bomb limit (2 × ``MAX_IMAGE_PIXELS``,
+#: 178,956,970 pixels, e.g. 13,377²), applied to TIFFs (which have no limit of their own) before decoding.
+DEFAULT_MAX_PIXELS = 2 * 89_478_485
 # A grey mask with more values than {0, v} is still binary when nearly all pixels sit at the two
 # extremes (anti-aliasing or compression fringes); 98 % leaves room for thin-structure borders.
 _EXTREME_SHARE_FOR_THRESHOLD = 0.98
 # Colour masks whose channels differ by at most this much are read as grey (near-grey palettes).
 _NEAR_GREY_TOLERANCE = 8
-
-
-def image_extension(path: str | os.PathLike) -> str:
-    """The lower-case format extension, looking through ``.gz`` (STARE's ``im0001.ppm.gz`` → ``.ppm``)."""
-    path = Path(path)
-    if path.suffix.lower() == ".gz":
-        return Path(path.stem).suffix.lower()
-    return path.suffix.lower()
-
-
-def file_stem(path: str | os.PathLike) -> str:
-    """The file name without its format extension and ``.gz``: ``im0001.ah.ppm.gz`` → ``im0001.ah``."""
-    path = Path(path)
-    name = path.stem if path.suffix.lower() == ".gz" else path.name
-    return Path(name).stem
-
-
-def is_image_file(path: str | os.PathLike) -> bool:
-    """True for files whose extension is a supported raster format (hidden files excluded)."""
-    return image_extension(path) in IMAGE_EXTENSIONS and not Path(path).name.startswith(".")
 
 
 def _read_with_pillow(path: Path, palette_indices: bool = False) -> np.ndarray:
@@ -80,8 +72,9 @@ def _read_with_pillow(path: Path, palette_indices: bool = False) -> np.ndarray:
     indices themselves when ``palette_indices`` (class maps stored VOC-style).
     """
     try:
-        source = io.BytesIO(gzip.decompress(path.read_bytes())) if path.suffix.lower() == ".gz" else path
+        source = _gunzip(path) if path.suffix.lower() == ".gz" else path
         with Image.open(source) as image:
+            check_pixels(path, image.size[1], image.size[0])
             image.load()  # forces decoding: a truncated file raises here, not later
             mode = image.mode
             if mode == "P":
@@ -115,17 +108,76 @@ def _read_with_pillow(path: Path, palette_indices: bool = False) -> np.ndarray:
         ) from error
 
 
+def max_pixels() -> int:
+    """The pixel limit of decoded images: ``$S2MNET_MAX_IMAGE_PIXELS``, else :data:`DEFAULT_MAX_PIXELS`."""
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_PIXELS
+    try:
+        limit = int(float(value))
+    except ValueError:
+        raise DataError(f"{MAX_PIXELS_ENV}={value!r}: not a number of pixels") from None
+    if limit < 1:
+        raise DataError(f"{MAX_PIXELS_ENV}={value!r}: must be a positive number of pixels")
+    return limit
+
+
+def check_pixels(path: str | os.PathLike, height: int, width: int) -> None:
+    """Refuse an image whose declared size exceeds :func:`max_pixels`, before decoding it.
+
+    Raises:
+        DataError: naming the file, its declared size and the limit.
+    """
+    limit = max_pixels()
+    if int(height) * int(width) > limit:
+        raise DataError(
+            f"{path}: declared size {width}x{height} ({int(height) * int(width):,} pixels) exceeds the limit "
+            f"of {limit:,} pixels (a decompression bomb?); raise {MAX_PIXELS_ENV} if the image is genuine"
+        )
+
+
+@contextlib.contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """Silence tifffile's logged complaints about damaged tags: the one-line DataError says it instead."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _gunzip(path: Path) -> io.BytesIO:
+    """Decompress a gzipped image, refusing more than 8 bytes per allowed pixel (a gzip bomb)."""
+    budget = 8 * max_pixels() + 65536
+    with gzip.open(path, "rb") as handle:
+        data = handle.read(budget + 1)
+    if len(data) > budget:
+        raise DataError(
+            f"{path}: decompresses to more than {budget:,} bytes (a decompression bomb?); "
+            f"raise {MAX_PIXELS_ENV} if the image is genuine"
+        )
+    return io.BytesIO(data)
+
+
 def _read_tiff(path: Path, palette_indices: bool = False) -> np.ndarray:
-    """Decode a TIFF with tifffile (keeps 16-bit RGB); fall back to Pillow for codecs it lacks."""
+    """Decode a TIFF with tifffile (keeps 16-bit RGB); fall back to Pillow for codecs it lacks.
+
+    The first page's declared shape is checked against :func:`max_pixels` before anything is decoded.
+    """
     import tifffile
 
     try:
-        array = tifffile.imread(path, key=0)
+        with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            check_pixels(path, int(page.imagelength), int(page.imagewidth))
+            array = page.asarray()
     except ValueError as error:
         if "imagecodecs" in str(error):
             return _read_with_pillow(path, palette_indices)
         raise DataError(f"{path}: cannot read the TIFF ({_short(error)})") from error
-    except (OSError, tifffile.TiffFileError, IndexError) as error:
+    except (OSError, EOFError, tifffile.TiffFileError, IndexError, KeyError, MemoryError) as error:
         raise DataError(f"{path}: cannot read the TIFF ({_short(error)}); is it truncated?") from error
     array = np.squeeze(np.asarray(array))
     if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
@@ -161,6 +213,12 @@ def read_raw(path: str | os.PathLike, palette_indices: bool = False) -> np.ndarr
         )
     if array.size == 0:
         raise DataError(f"{path}: the image is empty")
+    if np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.complexfloating):
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        if bad:
+            raise DataError(
+                f"{path}: {bad:,} pixel value(s) are NaN or infinite; replace them (e.g. by 0) before use"
+            )
     return array
 
 
@@ -181,7 +239,7 @@ def _to_unit_float(array: np.ndarray, path: Path) -> np.ndarray:
 def read_image(path: str | os.PathLike | Case) -> np.ndarray:
     """Read an image as ``(H, W, C)`` float32 in [0, 1] with C = 1 (grey) or 3 (colour).
 
-    A :class:`~s2mnet.data.discover.Case` is read with :func:`read_case_image` (channel files, slices).
+    A :class:`~s2mnet.data.types.Case` is read with :func:`read_case_image` (channel files, slices).
 
     RGBA drops alpha, grey+alpha drops alpha; 16-bit data is divided by 65535.
 
@@ -272,7 +330,7 @@ def read_mask(
 ) -> np.ndarray:
     """Read one or several mask files for an image and return ``(H, W)`` uint8.
 
-    A :class:`~s2mnet.data.discover.Case` is read with :func:`read_case_mask` (label maps, slices).
+    A :class:`~s2mnet.data.types.Case` is read with :func:`read_case_mask` (label maps, slices).
 
     Binary: the union (logical OR) of the decoded files, values {0, 1}. Multi-class: the class-index
     map (several files are merged by taking the maximum class index).
@@ -315,13 +373,15 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         if path.suffix.lower() in _TIFF_EXTENSIONS:  # (a gzipped TIFF goes through Pillow below)
             import tifffile
 
-            with tifffile.TiffFile(path) as tif:
+            with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
                 shape = tif.pages[0].shape
                 page = tif.pages[0]
                 return (int(page.imagelength), int(page.imagewidth)) if shape else (0, 0)
-        source = io.BytesIO(gzip.decompress(path.read_bytes())) if path.suffix.lower() == ".gz" else path
+        source = _gunzip(path) if path.suffix.lower() == ".gz" else path
         with Image.open(source) as image:
             return image.size[1], image.size[0]
+    except DataError:
+        raise
     except Exception as error:  # any decoder failure is a user-file problem here
         raise DataError(f"{path}: cannot read the file header ({_short(error)})") from error
 
@@ -391,6 +451,6 @@ def read_case_mask(case: Case, multiclass: bool = False) -> np.ndarray:
 
 
 def _is_case(source: object) -> bool:
-    from s2mnet.data.discover import Case
+    from s2mnet.data.types import Case
 
     return isinstance(source, Case)

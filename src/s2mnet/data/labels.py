@@ -36,13 +36,13 @@ import numpy as np
 from s2mnet.errors import S2MError
 
 if TYPE_CHECKING:
-    from s2mnet.data.discover import Case, DatasetIndex
+    from s2mnet.data.types import Case, DatasetIndex
 
 LABEL_MODES = ("binary", "multiclass", "multilabel")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
-#: Label definitions of the paper's multi-class / multi-label benchmarks (PAPER.md §5), by preset name.
+#: Label definitions of the paper's multi-class / multi-label benchmarks (method.md §5), by preset name.
 #: Values are those of the files each publisher distributes.
 LABEL_PRESETS: dict[str, dict] = {
     "brats": {

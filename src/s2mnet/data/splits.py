@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from s2mnet.data.discover import DatasetIndex
-from s2mnet.data.io import file_stem
+from s2mnet.data.naming import file_stem
+from s2mnet.data.types import DatasetIndex
 from s2mnet.errors import DataError
 from s2mnet.io_utils import atomic_write_json
 

@@ -2,16 +2,16 @@
 
 Needs numpy, Pillow, onnxruntime (and scikit-image for CLAHE plans, tifffile for TIFF inputs); torch,
 MONAI and albumentations are never imported. The ONNX file written by ``s2m export`` carries the run's
-plan, class count and threshold in its ``metadata_props`` (:func:`s2mnet.export.deployment_metadata`),
+plan, class count and threshold in its ``metadata_props`` (:func:`s2mnet.deploy.export.deployment_metadata`),
 so the predictor reproduces the torch ``s2m predict`` step by step:
 
-1. :func:`s2mnet.data.io.read_image` → :func:`s2mnet.deploy.preprocessing.preprocess` (the same
+1. :func:`s2mnet.data.io.read_image` → :func:`s2mnet.data.preprocessing.preprocess` (the same
    functions the torch path calls);
 2. resize to the plan's size, or gaussian-blended sliding windows in patch mode, optionally with 8-way
-   test-time augmentation (:func:`s2mnet.deploy.preprocessing.predict_whole_image`, numpy ports of
+   test-time augmentation (:func:`s2mnet.data.preprocessing.predict_whole_image`, numpy ports of
    the torch/MONAI steps);
 3. sigmoid/softmax, back to the image's size, threshold (binary, {0, 255} PNG) or argmax (class-index
-   PNG), written as ``OUTPUT/<stem>.png`` (:mod:`s2mnet.deploy.files`).
+   PNG), written as ``OUTPUT/<stem>.png`` (:mod:`s2mnet.data.mask_files`).
 
 Masks agree with the torch predictor's except for pixels whose probability lies within float rounding
 (~1e-6) of the threshold.
@@ -22,16 +22,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from s2mnet.data.checks import mask_fractions, prediction_warnings
 from s2mnet.data.io import read_image
-from s2mnet.deploy.files import input_images, output_paths, write_mask
-from s2mnet.deploy.preprocessing import (
+from s2mnet.data.mask_files import MaskOutput, check_inputs, input_images, output_paths
+from s2mnet.data.preprocessing import (
     BatchPredictor,
     dihedral_average,
     logits_to_probs,
@@ -41,7 +42,7 @@ from s2mnet.deploy.preprocessing import (
 )
 from s2mnet.errors import DataError, S2MError
 
-# Same spelling as s2mnet.export.METADATA_PREFIX (not imported: that module imports torch).
+# Same spelling as s2mnet.deploy.export.METADATA_PREFIX (not imported: that module imports torch).
 _PREFIX = "s2mnet."
 
 
@@ -107,6 +108,7 @@ def load_onnx_model(path: str | os.PathLike) -> OnnxSegmenter:
         class_names = json.loads(meta.get(_PREFIX + "class_names", "[]"))
     except (KeyError, ValueError) as exc:
         raise S2MError(f"{path}: damaged s2mnet metadata ({exc})") from None
+    _check_metadata(path, plan, num_classes, threshold)
     if plan.get("label_mode") == "multilabel":
         raise S2MError(f"{path}: multi-label (overlapping regions) models are not supported by --model yet")
     _check_input(path, session, int(plan.get("in_channels", 3)))
@@ -120,6 +122,7 @@ def predict_onnx_paths(
     tta: bool = False,
     overwrite: bool = False,
     progress: bool | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Segment image files / folders with an exported ONNX model; masks as ``s2m predict --run`` writes.
 
@@ -130,11 +133,14 @@ def predict_onnx_paths(
         tta: 8-way dihedral test-time augmentation.
         overwrite: allow replacing existing mask files of the same names.
         progress: show a progress bar; ``None`` → when standard error is a terminal.
+        warn: called with each warning line (:func:`s2mnet.data.checks.prediction_warnings`).
 
     Returns:
-        The written mask paths, in input order.
+        The written mask paths, in input order. All or nothing, as ``s2m predict --run``
+        (:class:`~s2mnet.data.mask_files.MaskOutput`).
     """
     images = input_images(inputs)
+    check_inputs(images)
     outputs = output_paths(images, output_dir, overwrite)
     model = load_onnx_model(model_path)
     pairs: Any = list(zip(images, outputs, strict=True))
@@ -142,11 +148,28 @@ def predict_onnx_paths(
         from tqdm import tqdm
 
         pairs = tqdm(pairs, desc="predict", unit="image")
-    written = []
-    for source, target in pairs:
-        write_mask(target, model.predict_mask(read_image(source), tta=tta, source=source), model.binary)
-        written.append(target)
+    written, fractions = [], []
+    with MaskOutput(output_dir, overwrite) as staged:
+        for source, target in pairs:
+            mask = model.predict_mask(read_image(source), tta=tta, source=source)
+            fractions.extend(mask_fractions([mask]))
+            staged.write(target, mask, model.binary)
+            written.append(target)
+    for line in prediction_warnings(fractions) if warn is not None else []:
+        warn(line)
     return written
+
+
+def _check_metadata(path: Path, plan: Any, num_classes: int, threshold: float) -> None:
+    """The metadata's plan and counts pass the run-folder checks (no huge allocation from a hostile file)."""
+    from s2mnet.engine.rundir import NUM_CLASSES_RANGE, validate_plan
+
+    try:
+        validate_plan(plan, path, "plan.")
+    except S2MError as exc:
+        raise S2MError(str(exc)) from None
+    if not NUM_CLASSES_RANGE[0] <= num_classes <= NUM_CLASSES_RANGE[1] or not 0.0 < threshold < 1.0:
+        raise S2MError(f"{path}: damaged s2mnet metadata (num_classes {num_classes}, threshold {threshold})")
 
 
 def _check_input(path: Path, session: Any, channels: int) -> None:

@@ -1,12 +1,5 @@
-"""Checkpoints and run folders: safetensors weights + JSON configuration, written atomically.
-
-A run folder (``s2m train --out RUN``) holds:
-
-* ``run.json``: everything needed to rebuild and use the model — ``model`` (the ``model.config`` dict,
-  such that ``create_model(**config)`` rebuilds the architecture), ``plan`` (preprocessing and
-  inference choices), ``loss``, ``classes``, the command line, versions.
-* ``best.safetensors`` / ``last.safetensors``: model weights (no pickle: loading never executes code).
-* ``splits.json``: the train/val/test case ids.
+"""Checkpoints: safetensors weights (no pickle: loading never executes code), written atomically, and
+the model of a run folder (file names: :mod:`s2mnet.engine.rundir`).
 
 Loading checks that the weights fit the architecture named in ``run.json``; a checkpoint from another
 architecture or class count is refused with a one-line :class:`~s2mnet.errors.RunError`.
@@ -22,10 +15,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from s2mnet.errors import RunError
-from s2mnet.io_utils import atomic_write_json, atomic_write_with
-
-RUN_CONFIG = "run.json"
+from s2mnet.engine.rundir import RUN_CONFIG, read_run_config, weights_path
+from s2mnet.errors import RunError, first_line
+from s2mnet.io_utils import atomic_write_with
 
 
 def save_weights(
@@ -52,30 +44,6 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise RunError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
-
-
-def write_run_config(run_dir: str | Path, config: dict[str, Any]) -> None:
-    """Write ``run.json`` atomically."""
-    atomic_write_json(Path(run_dir) / RUN_CONFIG, config)
-
-
-def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """Read ``run.json``; a missing folder or file is a :class:`RunError` naming it."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError(f"{run_dir}: run folder not found")
-    path = run_dir / RUN_CONFIG
-    if not path.is_file():
-        raise RunError(f"{path}: missing; {run_dir} is not a finished s2m run folder")
-    return read_run_json(path)
-
-
-def read_run_json(path: str | Path) -> Any:
-    """Parse a JSON file of a run folder; invalid JSON is a :class:`RunError` naming the file."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunError(f"{path}: not valid JSON ({exc})") from None
 
 
 def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
@@ -109,11 +77,13 @@ def load_model(run_dir: str | Path, which: str = "best", device: str | torch.dev
     from s2mnet.models import create_model
 
     run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
+    config = read_run_config(run_dir)  # validated (rundir.validate_run_config): counts, sizes, paths
+    if not isinstance(config.get("model"), dict):
+        raise RunError(f"{run_dir / RUN_CONFIG}: no 'model' section; cannot rebuild the model")
     try:
         model = create_model(**config["model"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RunError(f"{run_dir / RUN_CONFIG}: cannot rebuild the model ({exc})") from None
-    weights = run_dir / f"{which}.safetensors"
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise RunError(f"{run_dir / RUN_CONFIG}: cannot rebuild the model ({first_line(exc)})") from None
+    weights = weights_path(run_dir, which)
     load_state_into(model, load_weights(weights), weights)
     return model.to(device).eval(), config

@@ -1,6 +1,6 @@
 """Output folders that are never overwritten silently.
 
-Rules (issue 4, "bad input"): an existing, non-empty output folder is refused unless the user passes
+Rules (docs/tool.md, "Bad input"): an existing, non-empty output folder is refused unless the user passes
 ``--overwrite``; even then only a folder that s2m itself wrote (recognised by its marker file, e.g.
 ``run.json``) is reused, and only the entries s2m writes there are removed. Any other file the user put in
 the folder stays untouched.

@@ -12,11 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from s2mnet.engine.rundir import CURVES_PNG, LOG_CSV, TENSORBOARD_DIR
 from s2mnet.io_utils import atomic_write_text, atomic_write_with
-
-LOG_CSV = "train_log.csv"
-CURVES_PNG = "curves.png"
-TENSORBOARD_DIR = "tensorboard"
 
 #: Columns always present first in the CSV, in this order; any other logged key follows, sorted.
 BASE_COLUMNS = ("epoch", "step", "lr", "train_loss", "val_dice", "best_dice", "epoch_s", "elapsed_s")

@@ -1,6 +1,6 @@
 """Learning-rate schedule of the paper's recipe: linear warm-up, then cosine decay to a floor.
 
-PAPER.md §4: "lr 1e-4, 10-epoch linear warm-up then cosine to 1e-6". Built from torch's own schedulers
+method.md §4: "lr 1e-4, 10-epoch linear warm-up then cosine to 1e-6". Built from torch's own schedulers
 (``LinearLR`` followed by ``CosineAnnealingLR`` inside ``SequentialLR``) so that the schedule has a
 standard ``state_dict`` for resuming. It is stepped once per optimiser step (iteration), which keeps the
 warm-up smooth when a run has few epochs; epochs are converted to steps by the caller.
@@ -13,11 +13,6 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, S
 
 #: Warm-up starts at this fraction of the base learning rate (``LinearLR`` cannot start at exactly 0).
 WARMUP_START_FACTOR = 0.01
-
-
-def default_warmup_epochs(epochs: int) -> int:
-    """Warm-up length scaled with the run: the paper's 10 of 150 epochs, at most 10, none below 10 epochs."""
-    return min(10, epochs // 10)
 
 
 def warmup_cosine(

@@ -1,4 +1,4 @@
-"""Segmentation losses: MASL (PAPER.md §3), its ablation variants, and the Dice + CE baseline.
+"""Segmentation losses: MASL (method.md §3), its ablation variants, and the Dice + CE baseline.
 
 Use :func:`create_loss` by name; pass ``loss.parameter_groups()`` to the optimizer (MASL's weights are
 learnable).
@@ -6,9 +6,9 @@ learnable).
 
 from __future__ import annotations
 
+from s2mnet.errors import LossInputError
 from s2mnet.losses.components import COMPONENT_NAMES
 from s2mnet.losses.descriptors import DESCRIPTOR_NAMES, morphology_descriptors, soft_compactness
-from s2mnet.losses.errors import LossInputError
 from s2mnet.losses.masl import MASL
 from s2mnet.losses.registry import DiceCELoss, create_loss, list_losses
 

@@ -1,4 +1,4 @@
-"""The five MASL components (PAPER.md §3), each returning one value per sample.
+"""The five MASL components (method.md §3), each returning one value per sample.
 
 Every function takes binary-segmentation tensors of shape (N, 1, H, W): ``logits`` (or ``prob`` =
 sigmoid(logits)) and a float ``target`` in {0, 1}, and returns a (N,) tensor, so that MASL can apply
@@ -23,7 +23,7 @@ from s2mnet.losses.descriptors import boundary_band, soft_compactness
 COMPONENT_NAMES = ("core", "boundary", "structure", "scale", "texture")
 
 CORE_MIX = (0.4, 0.3, 0.3)
-"""core = 0.4·soft Dice + 0.3·soft IoU + 0.3·band-weighted BCE (PAPER.md §3)."""
+"""core = 0.4·soft Dice + 0.3·soft IoU + 0.3·band-weighted BCE (method.md §3)."""
 
 BAND_BCE_WEIGHT = 5.0
 """BCE pixel weight is 1 + 5·band, band = dilate5(y) − erode5(y)."""
@@ -92,7 +92,7 @@ def structure_loss(prob: torch.Tensor, target_compactness: torch.Tensor) -> torc
 def shape_gate(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-sample factor in [0, 1] that fades the structure term in: the detached soft Dice of p and y.
 
-    Our choice (PAPER.md does not address it): κ(p) is one global number of the whole soft map, so while
+    Our choice (the paper does not address it): κ(p) is one global number of the whole soft map, so while
     the prediction is still diffuse (background probabilities ≈ 0.1–0.4 over the whole image) its area and
     perimeter are those of the haze, not of an object, and matching κ(y) pushes the background *up*
     against the region terms. On BUSI (5 % foreground) that stalemate kept every probability below 0.5

@@ -1,4 +1,4 @@
-"""Morphology descriptors of a binary mask (PAPER.md §3): tubularity, compactness, irregularity, scale.
+"""Morphology descriptors of a binary mask (method.md §3): tubularity, compactness, irregularity, scale.
 
 All four are per-sample values in [0, 1], computed without gradient from the ground truth and used by
 :class:`~s2mnet.losses.masl.MASL` to modulate its components. Everything is vectorised over the batch and
@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from monai.losses.cldice import soft_skel
 from monai.networks.layers import gaussian_1d, separable_filtering
 
-from s2mnet.losses.errors import LossInputError
+from s2mnet.errors import LossInputError
 
 SKELETON_ITERATIONS = 10
 """Soft-skeleton iterations: structures up to about twice this width are seen as tubular."""
@@ -53,7 +53,7 @@ IRREGULARITY_SIGMA = 1.5
 """Gaussian smoothing (pixels) before the Laplacian of the irregularity descriptor."""
 
 BAND_KERNEL = 5
-"""Boundary band = dilate(y) − erode(y) with a square structuring element of this size (PAPER.md §3)."""
+"""Boundary band = dilate(y) − erode(y) with a square structuring element of this size (method.md §3)."""
 
 DESCRIPTOR_NAMES = ("tubularity", "compactness", "irregularity", "scale")
 
@@ -74,7 +74,7 @@ def as_mask_batch(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
 
 
 def boundary_band(mask: torch.Tensor, kernel: int = BAND_KERNEL) -> torch.Tensor:
-    """Band around the boundary, dilate_k(y) − erode_k(y) with a k×k square (PAPER.md §3), (B, 1, H, W)."""
+    """Band around the boundary, dilate_k(y) − erode_k(y) with a k×k square (method.md §3), (B, 1, H, W)."""
     pad = kernel // 2
 
     def dilate(image: torch.Tensor) -> torch.Tensor:  # separable: k + k comparisons instead of k²
@@ -175,7 +175,7 @@ def _irregularity(mask: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def morphology_descriptors(mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-sample morphology descriptors of a binary mask (PAPER.md §3), each (B,) in [0, 1].
+    """Per-sample morphology descriptors of a binary mask (method.md §3), each (B,) in [0, 1].
 
     Args:
         mask: (B, 1, H, W) or (B, H, W), values in {0, 1} (anything > 0.5 counts as foreground).

@@ -1,8 +1,8 @@
-"""MASL — the Morphology-Aware Adaptive Segmentation Loss (PAPER.md §3), usable with any segmentation model.
+"""MASL — the Morphology-Aware Adaptive Segmentation Loss (method.md §3), usable with any segmentation model.
 
     L = Σ_i w_i α_i(y) L_i(y, p) / Σ_i w_i α_i(y),   i ∈ {core, boundary, structure, scale, texture}
 
-computed per sample (descriptors and α per sample, PAPER.md §3 / ICML abstract) and averaged over the
+computed per sample (descriptors and α per sample, method.md §3 / ICML abstract) and averaged over the
 batch. Follows MONAI's conventions: logits in; ``num_classes=1`` → one channel + sigmoid and a {0, 1}
 target (B, 1, H, W) or (B, H, W); ``num_classes ≥ 2`` → softmax and an integer class map;
 ``multilabel=True`` → C = ``num_classes`` independent sigmoid channels and a {0, 1} target (B, C, H, W).
@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from s2mnet.errors import LossInputError
 from s2mnet.losses.components import (
     COMPONENT_NAMES,
     boundary_loss,
@@ -44,14 +45,13 @@ from s2mnet.losses.components import (
     texture_loss,
 )
 from s2mnet.losses.descriptors import as_mask_batch, morphology_descriptors
-from s2mnet.losses.errors import LossInputError
 from s2mnet.losses.weighting import INITIAL_WEIGHTS, ComponentWeights
 
 _UNUSED_WEIGHTS_CHECK_AFTER = 200
 
 
 def modulation_factors(descriptors: dict[str, torch.Tensor]) -> torch.Tensor:
-    """α (N, 5) from the descriptors (PAPER.md §3).
+    """α (N, 5) from the descriptors (method.md §3).
 
     α_core = 1 + 0.5c, α_bnd = 1 + 1.5τ + c, α_str = 1 + τ, α_sca = 1 + 1.5ι, α_tex = 1 + ι.
     """
@@ -82,7 +82,7 @@ def one_vs_rest_logits(logits: torch.Tensor) -> torch.Tensor:
 
 
 class MASL(nn.Module):
-    """Morphology-Aware Adaptive Segmentation Loss (PAPER.md §3).
+    """Morphology-Aware Adaptive Segmentation Loss (method.md §3).
 
     Args:
         num_classes: 1 (sigmoid, binary target) or ≥ 2 (softmax, integer class map); with

@@ -13,12 +13,16 @@ import torch
 from monai.losses import DiceCELoss as MonaiDiceCELoss
 from torch import nn
 
+from s2mnet.errors import LossInputError
 from s2mnet.losses.components import COMPONENT_NAMES
 from s2mnet.losses.descriptors import as_mask_batch
-from s2mnet.losses.errors import LossInputError
 from s2mnet.losses.masl import MASL
+from s2mnet.registry import Registry
+
+LOSSES: Registry[type[nn.Module]] = Registry("loss", LossInputError)
 
 
+@LOSSES.register("dicece", "MONAI Dice + cross-entropy (equal weights), the usual baseline")
 class DiceCELoss(nn.Module):
     """MONAI ``DiceCELoss`` (Dice + cross-entropy, equal weights) with the project's target conventions.
 
@@ -66,25 +70,28 @@ class DiceCELoss(nn.Module):
         return self.loss(logits.float(), target)
 
 
-def _masl_variants() -> dict[str, dict[str, Any]]:
-    variants: dict[str, dict[str, Any]] = {
-        "masl": {},
-        "masl_paper": {"weighting": "paper"},
-        "masl_fixed": {"weighting": "fixed"},
-        "masl_nomod": {"modulation": False},
-        "masl_ungated": {"gate_structure": False},  # the paper's structure term, without our overlap gate
-    }
-    for dropped in COMPONENT_NAMES:
-        variants[f"masl_no_{dropped}"] = {"components": tuple(n for n in COMPONENT_NAMES if n != dropped)}
-    return variants
-
-
-_MASL_VARIANTS = _masl_variants()
+LOSSES.add("masl", MASL, "MASL with our defaults (uncertainty weighting, overlap-gated structure term)")
+LOSSES.add(
+    "masl_paper",
+    MASL,
+    "MASL with the paper's weighting (learnable w in the normalised ratio)",
+    weighting="paper",
+)
+LOSSES.add("masl_fixed", MASL, "MASL with all weights fixed (as the authors' code)", weighting="fixed")
+LOSSES.add("masl_nomod", MASL, "MASL without morphology modulation (α = 1)", modulation=False)
+LOSSES.add("masl_ungated", MASL, "MASL with the paper's ungated structure term", gate_structure=False)
+for _dropped in COMPONENT_NAMES:
+    LOSSES.add(
+        f"masl_no_{_dropped}",
+        MASL,
+        f"MASL without the {_dropped} component",
+        components=tuple(n for n in COMPONENT_NAMES if n != _dropped),
+    )
 
 
 def list_losses() -> list[str]:
     """Names accepted by :func:`create_loss`."""
-    return [*_MASL_VARIANTS, "dicece"]
+    return LOSSES.names()
 
 
 def create_loss(
@@ -103,8 +110,5 @@ def create_loss(
     Raises:
         LossInputError: for an unknown name.
     """
-    if name == "dicece":
-        return DiceCELoss(num_classes=num_classes, multilabel=multilabel, **kwargs)
-    if name not in _MASL_VARIANTS:
-        raise LossInputError(f"unknown loss {name!r}; choose one of {', '.join(list_losses())}")
-    return MASL(num_classes=num_classes, multilabel=multilabel, **{**_MASL_VARIANTS[name], **kwargs})
+    entry = LOSSES.get(name)
+    return entry.target(num_classes=num_classes, multilabel=multilabel, **{**entry.defaults, **kwargs})

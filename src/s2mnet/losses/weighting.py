@@ -1,6 +1,6 @@
 """Component weights of MASL: ``fixed``, ``paper`` (learnable, as described) and ``learned`` (default).
 
-PAPER.md §3 combines the components as L = Σ w_i α_i L_i / (Σ w_i α_i + ε) with learnable w_i initialised
+method.md §3 combines the components as L = Σ w_i α_i L_i / (Σ w_i α_i + ε) with learnable w_i initialised
 (1, 1, 1, 0.5, 0.5) and hard-constrained to [0.1, 10]. Trained by gradient descent through that ratio,
 ∂L/∂w_i = α_i (L_i − L) / Σ w α: every weight whose component is below the current mix grows, the others
 shrink, and the optimum is a corner of the box — the smallest component at 10, all others at 0.1 (≈ 96 %
@@ -27,7 +27,7 @@ import math
 import torch
 from torch import nn
 
-from s2mnet.losses.errors import LossInputError
+from s2mnet.errors import LossInputError
 
 WEIGHTING_MODES = ("learned", "paper", "fixed")
 INITIAL_WEIGHTS = (1.0, 1.0, 1.0, 0.5, 0.5)

@@ -1,9 +1,10 @@
 """S2M-Net, its token mixers, the baselines, and the model registry (docs/model.md)."""
 
+from s2mnet.errors import ModelConfigError
 from s2mnet.models.attention import AttentionMixer
 from s2mnet.models.blocks import BFD, MRFSE
-from s2mnet.models.inference import optimize_for_inference
-from s2mnet.models.registry import ModelConfigError, create_model, describe_models, list_models
+from s2mnet.models.fusion import optimize_for_inference
+from s2mnet.models.registry import create_model, describe_models, list_models
 from s2mnet.models.s2mnet import S2MNet
 from s2mnet.models.spectral import band_filter, band_filter_fft, band_filter_matmul
 from s2mnet.models.sstm import SSTM

@@ -1,6 +1,7 @@
-"""Convolutional building blocks of S2M-Net: conv-BN-activation, MRF-SE (encoder) and BFD (decoder).
+"""Convolutional building blocks of S2M-Net: conv-BN-activation, MRF-SE (encoder), BFD and the plain
+decoder stage (decoder).
 
-All blocks follow PAPER.md §1. Convolutions followed by BatchNorm carry no bias (the BN shift makes it
+All blocks follow method.md §1. Convolutions followed by BatchNorm carry no bias (the BN shift makes it
 redundant; PyTorch convention), which is one reason our parameter count differs slightly from the
 authors' Keras build (docs/model.md gives the full breakdown).
 """
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 BFD_ROUTINGS = ("soft", "hard", "none")
+DECODERS = ("bfd", "plain")
 
 
 class ConvBNAct(nn.Sequential):
@@ -38,7 +40,7 @@ class ConvBNAct(nn.Sequential):
 
 
 class MRFSE(nn.Module):
-    """Multi-receptive-field squeeze-excitation block (PAPER.md §1, "MRF-SE block").
+    """Multi-receptive-field squeeze-excitation block (method.md §1, "MRF-SE block").
 
     ``f → conv1×1 → F=6f (BN, ELU) → depthwise 3×3 | 5×5 | 7×7 (BN, ELU each) → concat 3F → conv1×1 → F
     (BN, ELU) → SE(max(F/16, 8)) → conv1×1 → f (BN) → dropout → + input``.
@@ -89,7 +91,7 @@ class _StraightThroughStep(torch.autograd.Function):
 
 
 class BFD(nn.Module):
-    """Boundary-focused decoder stage (PAPER.md §1, "BFD").
+    """Boundary-focused decoder stage (method.md §1, "BFD").
 
     ``x = [up(deep) ‖ skip]``; ``region = 2×(conv3×3 + BN + ReLU)``;
     ``β = σ(conv1×1→1(ReLU(conv3×3→f/2(region))))``; ``refined = ReLU(BN(conv3×3(region·β)))``; then
@@ -134,3 +136,23 @@ class BFD(nn.Module):
                 beta = _StraightThroughStep.apply(beta)
             blended = region + (refined - region) * beta
         return self.fusion(blended)
+
+
+class PlainDecoder(nn.Module):
+    """Plain U-Net decoder stage, the authors' "w/o BFD" ablation: no boundary branch, no routing.
+
+    ``out = 2×(conv3×3 + BN + ReLU)([up(deep) ‖ skip])`` with a bilinear upsampling of ``deep`` to the
+    skip's size; the two convolutions are exactly BFD's region path, so the stage has BFD's parameters
+    minus its boundary, refine and fusion layers.
+    """
+
+    def __init__(self, deep_channels: int, skip_channels: int, channels: int) -> None:
+        super().__init__()
+        self.region = nn.Sequential(
+            ConvBNAct(deep_channels + skip_channels, channels, 3, act=nn.ReLU),
+            ConvBNAct(channels, channels, 3, act=nn.ReLU),
+        )
+
+    def forward(self, deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        deep = F.interpolate(deep, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.region(torch.cat([deep, skip], dim=1))

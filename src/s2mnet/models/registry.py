@@ -12,43 +12,42 @@ from typing import Any
 
 from torch import nn
 
-from s2mnet.errors import S2MError
+from s2mnet.errors import ModelConfigError
+from s2mnet.models.peers import MonaiUNet
 from s2mnet.models.s2mnet import S2MNet
 from s2mnet.models.unet import UNet
+from s2mnet.registry import Registry
 
-
-class ModelConfigError(S2MError, ValueError):
-    """An unknown model name or an argument the named model does not take."""
-
-
-_REGISTRY: dict[str, tuple[Callable[..., nn.Module], dict[str, Any], str]] = {
-    "s2mnet": (S2MNet, {}, "S2M-Net as the paper describes it (SSTM K=32, d=16, soft BFD, MRF-SE)"),
-    "s2mnet_attention": (S2MNet, {"mixer": "attention"}, "parameter-matched self-attention instead of SSTM"),
-    "s2mnet_none": (S2MNet, {"mixer": "none"}, "no token mixer (the 'w/o SSTM' ablation)"),
-    "s2mnet_k16": (S2MNet, {"k": 16}, "SSTM band K=16"),
-    "s2mnet_k64": (S2MNet, {"k": 64}, "SSTM band K=64"),
-    "s2mnet_spectral": (S2MNet, {"sstm_branches": "spectral"}, "SSTM spectral branch only"),
-    "s2mnet_spatial": (S2MNet, {"sstm_branches": "spatial"}, "SSTM gated spatial branch only"),
-    "s2mnet_hard": (S2MNet, {"routing": "hard"}, "BFD with hard (thresholded) routing"),
-    "s2mnet_nobfd": (S2MNet, {"routing": "none"}, "BFD without routing (the 'w/o BFD' ablation)"),
-    "s2mnet_nomrfse": (S2MNet, {"mrfse": False}, "no MRF-SE blocks"),
-    "s2mnet_official": (
-        S2MNet,
-        {"sstm_flavour": "official"},
-        "SSTM as the authors' TensorFlow code computes it",
-    ),
-    "unet": (UNet, {}, "classic 4-level U-Net (64…1024)"),
-}
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model", ModelConfigError)
+MODELS.add("s2mnet", S2MNet, "S2M-Net as the paper describes it (SSTM K=32, d=16, soft BFD, MRF-SE)")
+MODELS.add("s2mnet_attention", S2MNet, "parameter-matched self-attention instead of SSTM", mixer="attention")
+MODELS.add("s2mnet_none", S2MNet, "no token mixer (the 'w/o SSTM' ablation)", mixer="none")
+MODELS.add("s2mnet_k16", S2MNet, "SSTM band K=16", k=16)
+MODELS.add("s2mnet_k64", S2MNet, "SSTM band K=64", k=64)
+MODELS.add("s2mnet_spectral", S2MNet, "SSTM spectral branch only", sstm_branches="spectral")
+MODELS.add("s2mnet_spatial", S2MNet, "SSTM gated spatial branch only", sstm_branches="spatial")
+MODELS.add("s2mnet_hard", S2MNet, "BFD with hard (thresholded) routing", routing="hard")
+MODELS.add("s2mnet_nobfd", S2MNet, "BFD without routing ([region ‖ refined] fused)", routing="none")
+MODELS.add(
+    "s2mnet_plaindec", S2MNet, "plain decoder (the authors' 'w/o BFD'): up, concat, 2 conv", decoder="plain"
+)
+MODELS.add("s2mnet_cfilter", S2MNet, "SSTM with a complex K×K filter", spectral_filter="complex")
+MODELS.add("s2mnet_nomrfse", S2MNet, "no MRF-SE blocks", mrfse=False)
+MODELS.add(
+    "s2mnet_official", S2MNet, "SSTM as the authors' TensorFlow code computes it", sstm_flavour="official"
+)
+MODELS.add("unet", UNet, "classic 4-level U-Net (64…1024)")
+MODELS.add("monai_unet", MonaiUNet, "MONAI UNet (32…512, 2 residual units), padded to multiples of 16")
 
 
 def list_models() -> list[str]:
     """Registered model names."""
-    return list(_REGISTRY)
+    return MODELS.names()
 
 
 def describe_models() -> dict[str, str]:
     """Name → one-line description."""
-    return {name: entry[2] for name, entry in _REGISTRY.items()}
+    return MODELS.describe()
 
 
 def create_model(
@@ -68,9 +67,8 @@ def create_model(
     Raises:
         ModelConfigError: unknown name or argument.
     """
-    if name not in _REGISTRY:
-        raise ModelConfigError(f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)}")
-    builder, defaults, _ = _REGISTRY[name]
+    entry = MODELS.get(name)
+    builder, defaults = entry.target, entry.defaults
     accepted = set(inspect.signature(builder).parameters)
     unknown = sorted(set(overrides) - accepted)
     if unknown:

@@ -1,4 +1,4 @@
-"""Band-limited spectral filtering, the computational core of SSTM's spectral branch (PAPER.md §2).
+"""Band-limited spectral filtering, the computational core of SSTM's spectral branch (method.md §2).
 
 Definition (what "keep the central K×K block" means here, for any H, W, even or odd):
 
@@ -12,6 +12,10 @@ Definition (what "keep the central K×K block" means here, for any H, W, even or
   on H, W. SSTM stores it point-symmetric (``w(f) = w(−f)`` wherever both lie in the block) as its
   independent values only, see :func:`symmetric_filter_index`.
 * Output ``y = Re(ifft2(ifftshift(pad(crop(fftshift(fft2(x))) · w))))`` with orthonormal FFTs.
+* A complex filter (``cfilter``, the other faithful reading of "learnable K×K filter") is computed by
+  the same formula; taking the real part then keeps its Hermitian part ``(w(f) + conj(w(−f)))/2``, which
+  can shift phases (a real filter is zero-phase). Every function below accepts a real or a complex
+  ``weight``; the real path is unchanged.
 
 Taking the real part is the same as filtering with the point-symmetrised filter
 ``(w(f) + w(−f)) / 2``, so for odd ``K_eff`` the output spectrum lies exactly in the K_eff × K_eff block
@@ -58,14 +62,39 @@ def symmetric_filter_index(k: int) -> torch.Tensor:
     return index
 
 
+def hermitian_sign(k: int) -> torch.Tensor:
+    """Signs that expand the imaginary part of a Hermitian ``K × K`` filter from the same independent values.
+
+    A Hermitian filter has ``Im w(−f) = −Im w(f)``: with ``idx = symmetric_filter_index(k)``,
+    ``Im w = values[..., idx] · sign`` where ``sign`` is +1 at the position that defines a value, −1 at its
+    mirror and 0 at frequency 0 (its own mirror, so real). Unpaired edge frequencies of an even K keep +1.
+    """
+    freqs = range(-(k // 2), k - k // 2)
+    inside = set(freqs)
+    sign = torch.empty(k, k)
+    for i, u in enumerate(freqs):
+        for j, v in enumerate(freqs):
+            paired = -u in inside and -v in inside
+            sign[i, j] = 0.0 if u == v == 0 else (1.0 if not paired or (u, v) <= (-u, -v) else -1.0)
+    return sign
+
+
+def band_values_used(k: int, keff: int) -> int:
+    """How many of the ``K·(K/2+1)`` independent filter values of :func:`symmetric_filter_index` a map
+    with ``K_eff = keff`` uses (the others never receive a gradient at that map size).
+
+    Example: K = 32 at 352² input, stage 4 (22², K_eff 22) uses 264 of 544 values and stage 5 (11²) 61;
+    with 80 and 128 channels that leaves 80·280 + 128·483 = 84,224 filter parameters without gradient.
+    """
+    keff = min(k, keff)
+    start = k // 2 - keff // 2
+    crop = symmetric_filter_index(k)[start : start + keff, start : start + keff]
+    return int(crop.unique().numel())
+
+
 def effective_k(k: int, height: int, width: int) -> int:
     """``K_eff = min(K, H, W)``, traceable with symbolic sizes."""
     return torch.sym_min(k, torch.sym_min(height, width))
-
-
-def _centred_indices(keff: int, size: int, device: torch.device) -> torch.Tensor:
-    """Grid indices (mod ``size``) of the frequencies ``−⌊K_eff/2⌋ … ⌈K_eff/2⌉ − 1``."""
-    return (torch.arange(keff, device=device) - keff // 2) % size
 
 
 def half_spectrum_filter(weight: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -76,7 +105,7 @@ def half_spectrum_filter(weight: torch.Tensor, height: int, width: int) -> torch
     (``±H/2`` when ``K_eff = H`` is even) add up exactly as they do on the full grid.
 
     Args:
-        weight: real ``(C, K, K)`` filter on the centred block.
+        weight: real or complex ``(C, K, K)`` filter on the centred block.
         height, width: H, W of the filtered map.
     """
     k = weight.shape[-1]
@@ -86,7 +115,10 @@ def half_spectrum_filter(weight: torch.Tensor, height: int, width: int) -> torch
     # Filter on frequencies −m … m (size 2m+1, symmetric); for even K_eff the +m row/column starts at 0.
     grid = weight.new_zeros(weight.shape[0], 2 * m + 1, 2 * m + 1)
     grid[:, :keff, :keff] = weight[:, start : start + keff, start : start + keff]
-    symmetric = 0.5 * (grid + grid.flip(-2, -1))  # flipping the symmetric grid negates the frequency
+    mirrored = grid.flip(-2, -1)  # flipping the symmetric grid negates the frequency
+    if weight.is_complex():  # Hermitian part: the real output only sees (w(f) + conj(w(−f)))/2
+        mirrored = mirrored.conj()
+    symmetric = 0.5 * (grid + mirrored)
     columns = symmetric[..., m:]  # v = 0 … m
     if 2 * m == width:  # column +m is the Nyquist column and also holds frequency −m
         columns = torch.cat([columns[..., :m], columns[..., m:] + symmetric[..., :1]], dim=-1)
@@ -102,7 +134,7 @@ def band_filter_fft(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
     Args:
         x: real ``(B, C, H, W)``.
-        weight: real ``(C, K, K)`` filter on the centred block.
+        weight: real or complex ``(C, K, K)`` filter on the centred block.
 
     Returns:
         real ``(B, C, H, W)``.
@@ -136,7 +168,7 @@ def band_filter_matmul(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
     Args:
         x: real ``(B, C, H, W)``.
-        weight: real ``(C, K, K)``.
+        weight: real or complex ``(C, K, K)``.
     """
     height, width = x.shape[-2:]
     k = weight.shape[-1]
@@ -148,7 +180,11 @@ def band_filter_matmul(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     blocks = torch.cat([cos_u, sin_u], dim=0) @ t  # (B, C, 2K, 2K): [[cos·Re, cos·Im], [sin·Re, sin·Im]]
     x_re = blocks[..., :k, :k] + blocks[..., k:, k:]  # Re(F_u·t) = cos·Re + sin·Im
     x_im = blocks[..., :k, k:] - blocks[..., k:, :k]  # Im(F_u·t) = cos·Im − sin·Re
-    y_re, y_im = x_re * weight, x_im * weight
+    if weight.is_complex():
+        y_re = x_re * weight.real - x_im * weight.imag
+        y_im = x_re * weight.imag + x_im * weight.real
+    else:
+        y_re, y_im = x_re * weight, x_im * weight
     inverse_u = torch.cat([cos_u.T, sin_u.T], dim=1)  # (H, 2K)
     p = inverse_u @ torch.cat([torch.cat([y_re, y_im], dim=-1), torch.cat([-y_im, y_re], dim=-1)], dim=-2)
     return p @ dft_v  # (B, C, H, W) = Re(P · conj(F_v))
@@ -161,8 +197,11 @@ def band_filter(x: torch.Tensor, weight: torch.Tensor, impl: str = "fft") -> tor
     precision lose the small high-frequency coefficients); float64 inputs stay float64.
     """
     compute = torch.promote_types(x.dtype, torch.float32)
+    weight_dtype = compute  # a complex filter stays complex, at the same precision
+    if weight.is_complex():
+        weight_dtype = torch.complex128 if compute == torch.float64 else torch.complex64
     fn = band_filter_fft if impl == "fft" else band_filter_matmul
     if torch.is_autocast_enabled(x.device.type):
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return fn(x.to(compute), weight.to(compute)).to(x.dtype)
-    return fn(x.to(compute), weight.to(compute)).to(x.dtype)
+            return fn(x.to(compute), weight.to(weight_dtype)).to(x.dtype)
+    return fn(x.to(compute), weight.to(weight_dtype)).to(x.dtype)

@@ -1,4 +1,4 @@
-"""The ``official`` SSTM flavour: what the authors' TensorFlow code computes (PAPER.md §2, "Where the
+"""The ``official`` SSTM flavour: what the authors' TensorFlow code computes (method.md §2, "Where the
 authors' code differs"), so users can compare it with the method as described.
 
 Reproduced from the released Keras layer ``SpectralSelectiveTokenMixer`` (NHWC tensors):

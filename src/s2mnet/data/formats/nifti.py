@@ -4,7 +4,7 @@ Choices (docs/data.md, "Formats"):
 
 - **Slicing.** A volume is cut into 2-D slices along one axis, by default the last one (``axis=-1``, the
   axial axis of volumes stored as (x, y, z), e.g. BraTS' 240×240×155 → 155 slices of 240×240). Each
-  slice is a :class:`~s2mnet.data.discover.Case` with ``slice=VolumeSlice(axis, index, foreground)``
+  slice is a :class:`~s2mnet.data.types.Case` with ``slice=VolumeSlice(axis, index, foreground)``
   and ``group`` = the volume id, so every split keeps all slices of a volume together (no leakage).
   Several modalities of a case are separate files of equal shape, stacked as channels (sorted by their
   suffix: ``_flair``, ``_t1``, ``_t1ce``, ``_t2``; nnU-Net ``_0000``, ``_0001``).
@@ -29,32 +29,20 @@ from __future__ import annotations
 import gzip
 import os
 from collections import defaultdict
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from s2mnet.data.formats.labels import LabelMap
+from s2mnet.data.naming import natural_key
+from s2mnet.data.types import Case, DatasetIndex, VolumeSlice
 from s2mnet.errors import DataError
-
-if TYPE_CHECKING:
-    from s2mnet.data.discover import Case, DatasetIndex
 
 VOLUME_EXTENSIONS = (".nii.gz", ".nii")
 LABEL_SUFFIXES = ("seg", "gt", "label", "labels", "mask", "segmentation")
 _LOW_PERCENTILE, _HIGH_PERCENTILE = 0.5, 99.5
 _CACHE_VOLUMES = 8
-
-
-@dataclass(frozen=True)
-class VolumeSlice:
-    """Where a 2-D case lies in its volume: ``axis`` (0..2), slice ``index``, whether it has foreground."""
-
-    axis: int
-    index: int
-    foreground: bool = True
 
 
 def is_volume_file(path: str | os.PathLike) -> bool:
@@ -177,7 +165,6 @@ def slice_cases(
     Raises:
         DataError: unreadable volumes, shapes that differ, or label values not in ``labels``.
     """
-    from s2mnet.data.discover import Case
 
     shape = volume_shape(label)
     for image in images:
@@ -230,8 +217,7 @@ def discover_volumes(root: Path, axis: int = -1) -> DatasetIndex | None:
     Raises:
         DataError: labels without images, missing modality files, shape or label-value problems.
     """
-    from s2mnet.data.discover import DatasetIndex, _folder_role, _split_of
-    from s2mnet.data.io import is_image_file
+    from s2mnet.data.naming import folder_role, is_image_file, split_of
 
     volumes = []
     for folder, dirs, names in os.walk(root):
@@ -242,7 +228,7 @@ def discover_volumes(root: Path, axis: int = -1) -> DatasetIndex | None:
     if not volumes:
         return None
     label_folders = {
-        p.parent for p in volumes if _folder_role(p.parent.name)[0] == "mask" and p.parent != root
+        p.parent for p in volumes if folder_role(p.parent.name)[0] == "mask" and p.parent != root
     }
     keyed = {p: _label_key(p, label_folders) for p in volumes}
     label_of = {key: p for p, key in keyed.items() if key is not None}
@@ -265,7 +251,7 @@ def discover_volumes(root: Path, axis: int = -1) -> DatasetIndex | None:
     missing = [label_of[k] for k in label_of if k not in members]
     if missing:
         raise DataError(f"{missing[0]}: label volume without an image volume ({len(missing)} such labels)")
-    modalities = sorted({m for found in members.values() for m in found}, key=_natural)
+    modalities = sorted({m for found in members.values() for m in found}, key=natural_key)
     for key, found in members.items():
         lacking = [m for m in modalities if m not in found]
         if lacking:
@@ -274,12 +260,12 @@ def discover_volumes(root: Path, axis: int = -1) -> DatasetIndex | None:
                 f"{example.parent / (key + '_' + lacking[0])}.nii.gz: modality file missing for case {key}"
             )
     cases, splits, found_values = [], {}, {0}
-    for key in sorted(members, key=_natural):
+    for key in sorted(members, key=natural_key):
         images = [members[key][m] for m in modalities]
         cases.extend(slice_cases(key, images, label_of[key], None, axis))
         found_values.update(int(v) for v in np.unique(read_label_volume(label_of[key])))  # cached
         relative = images[0].relative_to(root).parts[:-1]
-        splits[key] = next((s for s in map(_split_of, relative) if s), None)
+        splits[key] = next((s for s in map(split_of, relative) if s), None)
     values = sorted(found_values)
     num_classes = 1 if len(values) <= 2 else max(values) + 1
     notes = [
@@ -301,7 +287,7 @@ def case_modalities(case: Case) -> list[str] | None:
     return [volume_stem(p)[len(case.group) + 1 :] for p in (case.image, *case.channels)]
 
 
-def _group_modalities(volumes: list[Path], modalities: list[str]) -> list[tuple[str, list[Path]]]:
+def group_modalities(volumes: list[Path], modalities: list[str]) -> list[tuple[str, list[Path]]]:
     """Predict inputs as ``[(case, [file per modality])]`` by the run's modality suffixes."""
     by_stem = {volume_stem(p): p for p in volumes}
     first = modalities[0]
@@ -328,12 +314,6 @@ def known_split(cases: list[Case], split_of: dict[str, str | None]) -> dict | No
     for case in cases:
         result[split_of[case.group]].append(case.case_id)
     return {**result, "source": "folder names"}
-
-
-def _natural(text: str) -> list:
-    import re
-
-    return [int(t) if t.isdigit() else t.casefold() for t in re.split(r"(\d+)", text)]
 
 
 def volume_dice(pred: np.ndarray, truth: np.ndarray, num_classes: int = 1) -> float:
@@ -368,83 +348,3 @@ def write_label_volume(
     output.header.set_slope_inter(1, 0)
     payload = output.to_bytes()
     atomic_write_bytes(target, gzip.compress(payload) if str(target).lower().endswith(".gz") else payload)
-
-
-def volume_inputs(paths) -> list[Path]:
-    """The NIfTI files among ``s2m predict`` inputs (files as given, folders → their volumes, sorted)."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    found: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_file() and is_volume_file(path):
-            found.append(path)
-        elif path.is_dir():
-            found.extend(sorted(p for p in path.iterdir() if p.is_file() and is_volume_file(p)))
-    return found
-
-
-def predict_volumes(
-    run_dir: str | os.PathLike,
-    volumes: list[Path],
-    output_dir: str | os.PathLike,
-    tta: bool = False,
-    overwrite: bool = False,
-    device=None,
-    which: str = "best",
-) -> list[Path]:
-    """``s2m predict`` on NIfTI inputs: ``OUTPUT/<case>.nii.gz`` label volumes with the source affine.
-
-    Inputs with several modalities are grouped by the run's modality suffixes (``plan["modalities"]``:
-    ``<case>_flair.nii.gz``, ``<case>_t1.nii.gz``…) or nnU-Net's ``<case>_0000.nii.gz``… names.
-    Every slice along the run's slicing axis (``plan["slice_axis"]``, default the last) is segmented
-    with :func:`s2mnet.engine.evaluate.predict_mask` on the per-volume normalised intensities; classes
-    are written as the dataset's stored label values (``plan["labels"]``; region runs rebuild the label
-    map with :func:`s2mnet.data.labels.labels_from_regions`).
-
-    Raises:
-        S2MError: an existing output without ``overwrite``; DataError: unreadable or mismatched volumes.
-    """
-    import torch
-
-    from s2mnet.data.labels import is_multilabel, labels_from_regions
-    from s2mnet.engine.checkpoint import load_model
-    from s2mnet.engine.evaluate import predict_mask, run_plan
-    from s2mnet.errors import S2MError
-
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, config = load_model(run_dir, which=which, device=device)
-    plan = run_plan(Path(run_dir), config)
-    from s2mnet.data.formats.nnunet import group_channel_files
-
-    modalities = plan.get("modalities") or []
-    if len(modalities) > 1 and not all(m.isdigit() for m in modalities):  # BraTS-style _flair, _t1, ...
-        cases = _group_modalities(volumes, modalities)
-    else:
-        cases = group_channel_files(volumes, int(plan.get("in_channels", 1)), volume_stem)
-    targets = [Path(output_dir) / f"{name}.nii.gz" for name, _ in cases]
-    inputs = {p.resolve() for p in volumes}
-    for target in targets:
-        if target.resolve() in inputs or (target.exists() and not overwrite):
-            raise S2MError(f"{target}: already exists; pass --overwrite to replace, or choose another folder")
-    labels = LabelMap.from_json(plan["labels"]) if plan.get("labels") else None
-    axis = range(3)[int(plan.get("slice_axis", -1))]
-    written = []
-    for (_, images), target in zip(cases, targets, strict=True):
-        shape = volume_shape(images[0])
-        for image in images[1:]:
-            if volume_shape(image) != shape:
-                raise DataError(
-                    f"{image}: volume shape {volume_shape(image)} differs from {images[0].name} {shape}"
-                )
-        slices = []
-        for index in range(shape[axis]):
-            stacked = np.stack([read_image_slice(p, axis, index) for p in images], axis=-1)
-            mask = predict_mask(model, stacked, plan, tta=tta, device=device)
-            if is_multilabel(plan):
-                mask = labels_from_regions(mask, plan["regions"])
-            slices.append(mask)
-        # rebuilt region maps already hold the stored values; only class indices go through ``labels``
-        value_map = None if is_multilabel(plan) else labels
-        write_label_volume(np.stack(slices, axis=axis), images[0], target, value_map)
-        written.append(target)
-    return written

@@ -101,13 +101,13 @@ def _channel_files(folder: Path, ending: str) -> dict[str, dict[int, Path]]:
 
 
 def discover_nnunet(root: Path):
-    """A :class:`~s2mnet.data.discover.DatasetIndex` of an nnU-Net raw dataset (module docstring).
+    """A :class:`~s2mnet.data.types.DatasetIndex` of an nnU-Net raw dataset (module docstring).
 
     Raises:
         DataError: bad ``dataset.json``, missing channel or label files, labels without images.
     """
-    from s2mnet.data.discover import Case, DatasetIndex
     from s2mnet.data.formats.nifti import slice_cases
+    from s2mnet.data.types import Case, DatasetIndex
 
     data = read_dataset_json(root)
     json_path = root / DATASET_JSON
@@ -184,7 +184,7 @@ def group_channel_files(paths: list[Path], channels: int, stem=None) -> list[tup
     Raises:
         DataError: a file without a channel number, or a missing channel file (named).
     """
-    from s2mnet.data.io import file_stem
+    from s2mnet.data.naming import file_stem
 
     stem = stem or file_stem
     if channels in (1, 3):
@@ -208,8 +208,8 @@ def group_channel_files(paths: list[Path], channels: int, stem=None) -> list[tup
 
 def read_channel_files(files: list[Path]):
     """One image from its channel files, stacked: ``(H, W, C)`` float32 in [0, 1] (:func:`read_image`)."""
-    from s2mnet.data.discover import Case
     from s2mnet.data.io import read_image
+    from s2mnet.data.types import Case
 
     return read_image(
         files[0] if len(files) == 1 else Case(files[0].name, files[0], (), channels=tuple(files[1:]))

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from s2mnet.data.formats.labels import LabelMap
-from s2mnet.data.io import LOSSY_EXTENSIONS, image_extension
+from s2mnet.data.naming import LOSSY_EXTENSIONS, image_extension
 from s2mnet.errors import DataError
 
 PALETTE_FILE = "palette.json"

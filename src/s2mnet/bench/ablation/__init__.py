@@ -1,0 +1,55 @@
+"""``s2m bench ablation``: the arms × seeds study with the training run as the unit (docs/bench.md).
+
+* :mod:`~s2mnet.bench.ablation.arms` — the arms (``ARMS`` registry), the reference ``paper`` and seeds;
+* :mod:`~s2mnet.bench.ablation.runner` — one split, training to convergence, resumable ``results.jsonl``;
+* :mod:`~s2mnet.bench.ablation.report` — run-level statistics, verdicts, learning curves, plots.
+"""
+
+from s2mnet.bench.ablation.arms import (
+    AA_ARM,
+    AA_SEED_OFFSET,
+    ARMS,
+    DEFAULT_OTHER_SEEDS,
+    DEFAULT_SEEDS,
+    PAPER_MASL,
+    REFERENCE,
+    Arm,
+    arm,
+    arm_seeds,
+    core_arms,
+    parse_arms,
+)
+from s2mnet.bench.ablation.report import summarise_results, write_report
+from s2mnet.bench.ablation.runner import (
+    MIN_DELTA,
+    AblationConfig,
+    epochs_for_steps,
+    plateaued,
+    read_results,
+    run_ablation,
+    steps_per_epoch,
+)
+
+__all__ = [
+    "AA_ARM",
+    "AA_SEED_OFFSET",
+    "ARMS",
+    "DEFAULT_OTHER_SEEDS",
+    "DEFAULT_SEEDS",
+    "MIN_DELTA",
+    "PAPER_MASL",
+    "REFERENCE",
+    "AblationConfig",
+    "Arm",
+    "arm",
+    "arm_seeds",
+    "core_arms",
+    "epochs_for_steps",
+    "parse_arms",
+    "plateaued",
+    "read_results",
+    "run_ablation",
+    "steps_per_epoch",
+    "summarise_results",
+    "write_report",
+]

@@ -1,0 +1,274 @@
+"""The run folder: every file name ``s2m train``, ``evaluate``, ``predict`` and ``export`` read or write,
+and the readers of its JSON files (one owner; docs/tool.md, "Run folders").
+
+A run folder (``s2m train --out RUN``) holds:
+
+* ``run.json``: everything needed to rebuild and use the model — ``model`` (the ``model.config`` dict,
+  such that ``create_model(**config)`` rebuilds the architecture), ``plan`` (preprocessing and
+  inference choices), ``loss``, ``classes``, the command line, versions, ``status``.
+* ``plan.json``: the plan alone; ``splits.json``: the train/val/test case ids.
+* ``best.safetensors`` / ``last.safetensors``: model weights (no pickle: loading never executes code).
+* ``train_state.safetensors``: the whole training state after the last epoch (``--resume``).
+* ``train_log.csv``, ``curves.png``, ``tensorboard/``: the learning curves.
+* ``eval_<split>[_tta]/``: what ``s2m evaluate`` wrote (``metrics.json``, ``cases.csv``, overlays).
+
+Everything read from a run folder is validated before anything is built from it
+(:func:`validate_run_config`, :func:`validate_plan`): a hand-edited or hostile ``run.json`` with
+``num_classes: 1e9``, ``plan.size: -5`` or ``"data": "../../etc"`` is a one-line :class:`RunError`, never
+a huge allocation or a scan of another folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path, PurePath
+from typing import Any
+
+from s2mnet.errors import RunError, S2MError
+from s2mnet.io_utils import atomic_write_json
+
+RUN_CONFIG = "run.json"
+PLAN_JSON = "plan.json"
+SPLITS_JSON = "splits.json"
+BEST_WEIGHTS = "best.safetensors"
+LAST_WEIGHTS = "last.safetensors"
+TRAIN_STATE = "train_state.safetensors"
+LOG_CSV = "train_log.csv"
+CURVES_PNG = "curves.png"
+TENSORBOARD_DIR = "tensorboard"
+METRICS_JSON = "metrics.json"
+#: The checkpoints a run has, by the name used on the command line (``--which`` / ``--weights``).
+CHECKPOINTS = {"best": BEST_WEIGHTS, "last": LAST_WEIGHTS}
+#: Everything the trainer writes into a run folder (and so may remove with ``--overwrite``).
+RUN_FILES = (
+    RUN_CONFIG,
+    PLAN_JSON,
+    SPLITS_JSON,
+    BEST_WEIGHTS,
+    LAST_WEIGHTS,
+    TRAIN_STATE,
+    LOG_CSV,
+    CURVES_PNG,
+    TENSORBOARD_DIR,
+)
+#: What ``s2m evaluate`` adds to a run (stale after retraining, so also removed by ``--overwrite``).
+EVAL_DIRS = tuple(f"eval_{split}{tta}" for split in ("train", "val", "test", "all") for tta in ("", "_tta"))
+
+#: Accepted ranges of the values a run folder declares (inclusive).
+IN_CHANNELS_RANGE = (1, 64)
+NUM_CLASSES_RANGE = (1, 1024)
+SIZE_RANGE = (4, 16384)  # plan size / patch_size, per side
+BATCH_RANGE = (1, 4096)  # plan batch_size / sw_batch_size
+#: Any other integer of the ``model`` section (widths, k, heads...) and the length of its lists.
+MODEL_INT_RANGE = (0, 4096)
+_MODEL_LIST_LENGTH = 64
+
+
+def eval_dir(run_dir: str | Path, split: str, tta: bool) -> Path:
+    """Where ``s2m evaluate`` writes the evaluation of ``split`` (``eval_test``, ``eval_test_tta``...)."""
+    return Path(run_dir) / f"eval_{split}{'_tta' if tta else ''}"
+
+
+def weights_path(run_dir: str | Path, which: str) -> Path:
+    """``RUN/best.safetensors`` or ``RUN/last.safetensors``; another name is an :class:`S2MError`."""
+    if which not in CHECKPOINTS:
+        raise S2MError(f"checkpoint {which!r}: use one of {', '.join(CHECKPOINTS)}")
+    return Path(run_dir) / CHECKPOINTS[which]
+
+
+def require_run(run: str | Path) -> None:
+    """A missing run folder or ``run.json`` is a one-line error naming it (cheap: no heavy import)."""
+    run = Path(run)
+    if not run.is_dir():
+        raise S2MError(f"{run}: run folder not found")
+    if not (run / RUN_CONFIG).is_file():
+        raise S2MError(f"{run / RUN_CONFIG}: missing; {run} is not an s2m run folder (see s2m train --out)")
+
+
+def write_run_config(run_dir: str | Path, config: dict[str, Any]) -> None:
+    """Write ``run.json`` atomically."""
+    atomic_write_json(Path(run_dir) / RUN_CONFIG, config)
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """Read ``run.json``; a missing folder or file is a :class:`RunError` naming it."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: run folder not found")
+    path = run_dir / RUN_CONFIG
+    if not path.is_file():
+        raise RunError(f"{path}: missing; {run_dir} is not a finished s2m run folder")
+    return validate_run_config(read_run_json(path), run_dir)
+
+
+def read_run_json(path: str | Path) -> Any:
+    """Parse a JSON file of a run folder; invalid JSON is a :class:`RunError` naming the file."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path}: not valid JSON ({exc})") from None
+
+
+def run_plan(run_dir: str | Path, config: dict) -> dict:
+    """The run's plan: ``run.json["plan"]``, else ``plan.json``."""
+    run_dir = Path(run_dir)
+    if isinstance(config.get("plan"), dict):
+        return config["plan"]
+    path = run_dir / PLAN_JSON
+    if not path.is_file():
+        raise RunError(f"{path}: missing, and {run_dir / RUN_CONFIG} has no 'plan'")
+    return validate_plan(read_run_json(path), path)
+
+
+def validate_run_config(config: Any, run_dir: str | Path) -> dict[str, Any]:
+    """Check the values of a ``run.json`` before anything is built from them; return it unchanged.
+
+    Checked when present: the file is a JSON object; ``model`` is an object whose ``in_channels`` lies in
+    :data:`IN_CHANNELS_RANGE`, ``num_classes`` in :data:`NUM_CLASSES_RANGE` and whose other numbers are
+    finite (integers in :data:`MODEL_INT_RANGE`); the top-level ``in_channels`` / ``num_classes``; the
+    ``plan`` (:func:`validate_plan`; its ``in_channels`` must equal the model's); ``data`` is an absolute
+    path, or a relative one without ``..`` (read relative to the run folder, :func:`run_data_path`).
+
+    Raises:
+        RunError: naming ``run.json`` and the offending key.
+    """
+    source = Path(run_dir) / RUN_CONFIG
+    if not isinstance(config, dict):
+        raise RunError(f"{source}: expected a JSON object, found {_json_type(config)}")
+    model = config.get("model")
+    if model is not None:
+        if not isinstance(model, dict):
+            raise RunError(f"{source}: 'model' must be an object, found {_json_type(model)}")
+        if "name" in model and not isinstance(model["name"], str):
+            raise RunError(f"{source}: 'model.name' must be a string, found {_json_type(model['name'])}")
+        _check_counts(model, source, "model.")
+        for key, value in model.items():
+            if key not in ("name", "in_channels", "num_classes"):
+                _check_model_value(value, source, f"model.{key}")
+    _check_counts(config, source, "")
+    if config.get("plan") is not None:
+        if not isinstance(config["plan"], dict):
+            raise RunError(f"{source}: 'plan' must be an object, found {_json_type(config['plan'])}")
+        validate_plan(config["plan"], source, "plan.")
+        model_channels, plan_channels = (model or {}).get("in_channels"), config["plan"].get("in_channels")
+        if None not in (model_channels, plan_channels) and model_channels != plan_channels:
+            raise RunError(
+                f"{source}: 'model.in_channels' = {_shown(model_channels)} differs from 'plan.in_channels' = "
+                f"{_shown(plan_channels)}"
+            )
+    run_data_path(config, run_dir)
+    return config
+
+
+def validate_plan(plan: Any, source: str | Path, prefix: str = "") -> dict[str, Any]:
+    """Check a run's plan (``run.json["plan"]`` or ``plan.json``); return it unchanged.
+
+    ``mode`` is "resize" or "patch"; ``size`` / ``patch_size`` (a number or ``[h, w]``) lie in
+    :data:`SIZE_RANGE`; ``overlap`` in [0, 1); ``batch_size`` / ``sw_batch_size`` in :data:`BATCH_RANGE`;
+    ``in_channels`` / ``num_classes`` as in :func:`validate_run_config`. Absent or null values are
+    not checked (the readers use their defaults).
+
+    Raises:
+        RunError: naming the file and the offending key.
+    """
+    if not isinstance(plan, dict):
+        raise RunError(f"{source}: the plan must be a JSON object, found {_json_type(plan)}")
+    mode = plan.get("mode")
+    if mode is not None and mode not in ("resize", "patch"):
+        raise RunError(f"{source}: '{prefix}mode' must be 'resize' or 'patch', not {_shown(mode)}")
+    for key in ("size", "patch_size"):
+        value = plan.get(key)
+        if value is None:
+            continue
+        sides = value if isinstance(value, list) else [value]
+        if len(sides) not in (1, 2) or not all(_in_range(side, SIZE_RANGE) for side in sides):
+            raise RunError(
+                f"{source}: '{prefix}{key}' = {_shown(value)} is not a size in pixels "
+                f"({SIZE_RANGE[0]}..{SIZE_RANGE[1]}, or [height, width])"
+            )
+    overlap = plan.get("overlap")
+    if overlap is not None and not (_is_number(overlap) and 0 <= overlap < 1):
+        raise RunError(f"{source}: '{prefix}overlap' = {_shown(overlap)} must lie in [0, 1)")
+    for key in ("batch_size", "sw_batch_size"):
+        value = plan.get(key)
+        if value is not None and not _in_range(value, BATCH_RANGE):
+            raise RunError(
+                f"{source}: '{prefix}{key}' = {_shown(value)} must be an integer in {_span(BATCH_RANGE)}"
+            )
+    _check_counts(plan, source, prefix)
+    return plan
+
+
+def run_data_path(config: dict[str, Any], run_dir: str | Path) -> Path | None:
+    """The run's dataset folder (``run.json["data"]``): absolute as stored, relative to the run folder.
+
+    Raises:
+        RunError: a value that is not a string, or a relative path that climbs out with ``..``.
+    """
+    data = config.get("data")
+    if data is None:
+        return None
+    source = Path(run_dir) / RUN_CONFIG
+    if not isinstance(data, str) or not data.strip() or "\x00" in data:
+        raise RunError(f"{source}: 'data' must be a folder path, found {_shown(data)}")
+    path = Path(os.path.expanduser(data)) if data.startswith("~") else Path(data)
+    if path.is_absolute():
+        return path
+    if ".." in PurePath(data).parts:
+        raise RunError(
+            f"{source}: 'data' = {data!r} is a relative path leaving the run folder; refused "
+            "(store an absolute path, or pass the dataset with --data)"
+        )
+    return Path(run_dir) / path
+
+
+def _check_counts(section: dict[str, Any], source: Path, prefix: str) -> None:
+    for key, span in (("in_channels", IN_CHANNELS_RANGE), ("num_classes", NUM_CLASSES_RANGE)):
+        value = section.get(key)
+        if value is not None and not _in_range(value, span):
+            raise RunError(f"{source}: '{prefix}{key}' = {_shown(value)} must be an integer in {_span(span)}")
+
+
+def _check_model_value(value: Any, source: Path, name: str) -> None:
+    """Model arguments: finite numbers, integers in :data:`MODEL_INT_RANGE`, short lists."""
+    if isinstance(value, list):
+        if len(value) > _MODEL_LIST_LENGTH:
+            raise RunError(f"{source}: '{name}' has {len(value)} entries (at most {_MODEL_LIST_LENGTH})")
+        for item in value:
+            _check_model_value(item, source, name)
+    elif isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    elif isinstance(value, int):
+        if not _in_range(value, MODEL_INT_RANGE):
+            raise RunError(f"{source}: '{name}' = {_shown(value)} must lie in {_span(MODEL_INT_RANGE)}")
+    elif isinstance(value, float):
+        if not math.isfinite(value) or abs(value) > MODEL_INT_RANGE[1]:
+            raise RunError(f"{source}: '{name}' = {_shown(value)} is not a sane number")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_model_value(item, source, f"{name}.{key}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _in_range(value: Any, span: tuple[int, int]) -> bool:
+    """An integer (``3`` or ``3.0``, not ``True``) within ``span``."""
+    return _is_number(value) and float(value).is_integer() and span[0] <= value <= span[1]
+
+
+def _span(span: tuple[int, int]) -> str:
+    return f"{span[0]}..{span[1]}"
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
