@@ -22,13 +22,13 @@ import pytest
 import torch
 from PIL import Image
 
-from s2mnet.errors import S2MError
+from s2mnet.errors import NNUNetSetupError, S2MError
 from s2mnet.models import ModelConfigError, S2MNet
 from s2mnet.nnunet import CONFIGURATION, NETWORK_CLASS_NAME, S2MNET_STRIDES, trainer_dir
 from s2mnet.nnunet.commands import register, run
 from s2mnet.nnunet.convert import convert_dataset
 from s2mnet.nnunet.network import S2MNetNNUNet
-from s2mnet.nnunet.plans import NNUNetSetupError, add_configuration, resolve_configuration
+from s2mnet.nnunet.plans import add_configuration, resolve_configuration
 
 # ---------------------------------------------------------------- helpers
 
@@ -113,6 +113,8 @@ def test_deep_supervision_outputs_match_nnunet_scales() -> None:
         single = net(x)
     assert isinstance(single, torch.Tensor) and single.shape == (2, 2, 64, 96)
     torch.testing.assert_close(single, outputs[0])
+    with torch.no_grad():  # the full-resolution output is S2M-Net's own forward
+        torch.testing.assert_close(single, S2MNet.forward(net, x))
 
 
 def test_same_weights_with_and_without_deep_supervision() -> None:
@@ -389,7 +391,7 @@ def test_masl_trainer_found_by_nnunet_and_trains(planned, monkeypatch, tmp_path)
     assert not torch.equal(weights, trainer.masl.masl.weights)
     checkpoint = tmp_path / "masl.pth"
     trainer.save_checkpoint(str(checkpoint))
-    assert "masl_state" in torch.load(checkpoint, map_location="cpu", weights_only=False)
+    assert set(json.loads((tmp_path / "masl.masl.json").read_text())) == {"masl.weighting.raw"}
     no_ds = _trainer(planned, monkeypatch, "nnUNetTrainerMASLNoDeepSupervision")
     assert no_ds.network.decoder.deep_supervision is False
     no_ds.load_checkpoint(str(checkpoint))

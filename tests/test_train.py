@@ -270,3 +270,27 @@ def test_restrict_to_fov_silences_pixels_outside() -> None:
         torch.zeros(1, 3, 1, 1), torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, 1, 1, dtype=torch.bool)
     )
     assert multi.flatten().tolist() == [30.0, -30.0, -30.0]  # class 0 (background) certain
+
+
+def test_channels_last_training_step_matches_the_contiguous_one() -> None:
+    """The default NHWC layout (faster on CPU) computes the same loss and gradients as NCHW."""
+    from s2mnet.engine.trainer import TrainStep
+    from s2mnet.losses import create_loss
+    from s2mnet.models import create_model
+
+    torch.manual_seed(0)
+    images = torch.randn(2, 3, 48, 48)
+    masks = (torch.rand(2, 1, 48, 48) > 0.7).float()
+    results = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        torch.manual_seed(1)
+        model = create_model("s2mnet", in_channels=3, num_classes=1).to(memory_format=layout)
+        step = TrainStep(model, create_loss("masl", num_classes=1), None, "cpu").eval()  # eval: no dropout
+        loss = step(images.contiguous(memory_format=layout), masks, None)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert torch.allclose(loss_a, loss_b, rtol=1e-5, atol=1e-6)
+    assert len(grads_a) == len(grads_b)
+    for grad_a, grad_b in zip(grads_a, grads_b, strict=True):
+        assert torch.allclose(grad_a, grad_b, rtol=1e-3, atol=1e-5)

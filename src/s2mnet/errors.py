@@ -28,6 +28,10 @@ class LossInputError(S2MError):
     """A loss was given logits or targets it cannot use, or an unknown loss name/option."""
 
 
+class NNUNetSetupError(S2MError):
+    """nnU-Net's folders or plans are missing, not planned, or not what ``s2m nnunet`` expects."""
+
+
 class ExportError(S2MError):
     """A model that cannot be exported, or an export that does not reproduce PyTorch."""
 

@@ -19,10 +19,11 @@ from collections.abc import Sequence
 from s2mnet import __version__
 from s2mnet.cli import analyze, bench, demo, evaluate, export, models, predict, reproduce, train
 from s2mnet.errors import S2MError
+from s2mnet.nnunet import commands as nnunet
 
 EXIT_USER_ERROR = 2
 #: The command modules, in the order of ``s2m --help``.
-COMMANDS = (demo, analyze, train, evaluate, predict, export, models, reproduce, bench)
+COMMANDS = (demo, analyze, train, evaluate, predict, export, models, reproduce, bench, nnunet)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -214,6 +214,9 @@ def _add_ablation(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the split, not of training (0)")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once, in subprocesses (default 1)")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads per training (default: the cores divided among --jobs)"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
     parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision")
     parser.add_argument("--workers", type=int, help="data-loading processes per training")
@@ -299,6 +302,7 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
             split_seed=args.split_seed,
             device=args.device,
             jobs=args.jobs,
+            threads=args.threads,
             amp=args.amp,
             workers=args.workers,
             time_limit_s=None if args.time_limit is None else 60.0 * args.time_limit,

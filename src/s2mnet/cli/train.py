@@ -124,7 +124,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         default="none",
         help="mixed precision on CUDA (default none)",
     )
-    system.add_argument("--channels-last", action="store_true", help="NHWC memory format (GPU)")
+    system.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="NHWC memory format: same results, faster convolutions on CPUs and GPUs (default: on)",
+    )
     system.add_argument(
         "--compile",
         action="store_true",
@@ -216,7 +221,7 @@ def _resume_config(args: argparse.Namespace, resume_config: Any) -> Any:
 
 
 def _check_before_heavy_imports(args: argparse.Namespace) -> None:
-    """Paths, flags and the output folder, checked before torch is imported (mistakes are answered at once)."""
+    """Paths, flags and the output folder, checked before torch is imported: mistakes answered at once."""
     if args.resume is not None:
         require_run(args.resume)
         return

@@ -109,7 +109,11 @@ def _read_with_pillow(path: Path, palette_indices: bool = False) -> np.ndarray:
 
 
 def max_pixels() -> int:
-    """The pixel limit of decoded images: ``$S2MNET_MAX_IMAGE_PIXELS``, else :data:`DEFAULT_MAX_PIXELS`."""
+    """The pixel limit of decoded images: ``$S2MNET_MAX_IMAGE_PIXELS``, else :data:`DEFAULT_MAX_PIXELS`.
+
+    Raises:
+        DataError: the environment variable is not a positive number.
+    """
     value = os.environ.get(MAX_PIXELS_ENV, "").strip()
     if not value:
         return DEFAULT_MAX_PIXELS

@@ -162,10 +162,10 @@ def predict_onnx_paths(
 
 def _check_metadata(path: Path, plan: Any, num_classes: int, threshold: float) -> None:
     """The metadata's plan and counts pass the run-folder checks (no huge allocation from a hostile file)."""
-    from s2mnet.engine.rundir import NUM_CLASSES_RANGE, validate_plan
+    from s2mnet.engine.rundir import NUM_CLASSES_RANGE, validate_stored_plan
 
     try:
-        validate_plan(plan, path, "plan.")
+        validate_stored_plan(plan, path, "plan.")
     except S2MError as exc:
         raise S2MError(str(exc)) from None
     if not NUM_CLASSES_RANGE[0] <= num_classes <= NUM_CLASSES_RANGE[1] or not 0.0 < threshold < 1.0:

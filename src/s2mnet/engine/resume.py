@@ -75,7 +75,11 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
 
 
 def load_resumable_state(path: str | Path) -> dict[str, Any]:
-    """:func:`load_training_state` plus :func:`check_training_state`: the state ``s2m train`` wrote."""
+    """:func:`load_training_state` plus :func:`check_training_state`: the state ``s2m train`` wrote.
+
+    Raises:
+        RunError: a missing (saying why), damaged or wrongly structured state, naming the file.
+    """
     state = load_training_state(path)
     check_training_state(state, Path(path))
     return state

@@ -13,7 +13,7 @@ A run folder (``s2m train --out RUN``) holds:
 * ``eval_<split>[_tta]/``: what ``s2m evaluate`` wrote (``metrics.json``, ``cases.csv``, overlays).
 
 Everything read from a run folder is validated before anything is built from it
-(:func:`validate_run_config`, :func:`validate_plan`): a hand-edited or hostile ``run.json`` with
+(:func:`validate_run_config`, :func:`validate_stored_plan`): a hand-edited or hostile ``run.json`` with
 ``num_classes: 1e9``, ``plan.size: -5`` or ``"data": "../../etc"`` is a one-line :class:`RunError`, never
 a huge allocation or a scan of another folder.
 """
@@ -28,6 +28,7 @@ from typing import Any
 
 from s2mnet.errors import RunError, S2MError
 from s2mnet.io_utils import atomic_write_json
+from s2mnet.planning.plan import validate_plan
 
 RUN_CONFIG = "run.json"
 PLAN_JSON = "plan.json"
@@ -59,8 +60,6 @@ EVAL_DIRS = tuple(f"eval_{split}{tta}" for split in ("train", "val", "test", "al
 #: Accepted ranges of the values a run folder declares (inclusive).
 IN_CHANNELS_RANGE = (1, 64)
 NUM_CLASSES_RANGE = (1, 1024)
-SIZE_RANGE = (4, 16384)  # plan size / patch_size, per side
-BATCH_RANGE = (1, 4096)  # plan batch_size / sw_batch_size
 #: Any other integer of the ``model`` section (widths, k, heads...) and the length of its lists.
 MODEL_INT_RANGE = (0, 4096)
 _MODEL_LIST_LENGTH = 64
@@ -119,7 +118,7 @@ def run_plan(run_dir: str | Path, config: dict) -> dict:
     path = run_dir / PLAN_JSON
     if not path.is_file():
         raise RunError(f"{path}: missing, and {run_dir / RUN_CONFIG} has no 'plan'")
-    return validate_plan(read_run_json(path), path)
+    return validate_stored_plan(read_run_json(path), path)
 
 
 def validate_run_config(config: Any, run_dir: str | Path) -> dict[str, Any]:
@@ -128,8 +127,8 @@ def validate_run_config(config: Any, run_dir: str | Path) -> dict[str, Any]:
     Checked when present: the file is a JSON object; ``model`` is an object whose ``in_channels`` lies in
     :data:`IN_CHANNELS_RANGE`, ``num_classes`` in :data:`NUM_CLASSES_RANGE` and whose other numbers are
     finite (integers in :data:`MODEL_INT_RANGE`); the top-level ``in_channels`` / ``num_classes``; the
-    ``plan`` (:func:`validate_plan`; its ``in_channels`` must equal the model's); ``data`` is an absolute
-    path, or a relative one without ``..`` (read relative to the run folder, :func:`run_data_path`).
+    ``plan`` (:func:`validate_stored_plan`; its ``in_channels`` must equal the model's); ``data`` is an
+    absolute path, or a relative one without ``..`` (read relative to the run folder, :func:`run_data_path`).
 
     Raises:
         RunError: naming ``run.json`` and the offending key.
@@ -151,7 +150,7 @@ def validate_run_config(config: Any, run_dir: str | Path) -> dict[str, Any]:
     if config.get("plan") is not None:
         if not isinstance(config["plan"], dict):
             raise RunError(f"{source}: 'plan' must be an object, found {_json_type(config['plan'])}")
-        validate_plan(config["plan"], source, "plan.")
+        validate_stored_plan(config["plan"], source, "plan.")
         model_channels, plan_channels = (model or {}).get("in_channels"), config["plan"].get("in_channels")
         if None not in (model_channels, plan_channels) and model_channels != plan_channels:
             raise RunError(
@@ -162,41 +161,17 @@ def validate_run_config(config: Any, run_dir: str | Path) -> dict[str, Any]:
     return config
 
 
-def validate_plan(plan: Any, source: str | Path, prefix: str = "") -> dict[str, Any]:
-    """Check a run's plan (``run.json["plan"]`` or ``plan.json``); return it unchanged.
+def validate_stored_plan(plan: Any, source: str | Path, prefix: str = "") -> dict[str, Any]:
+    """Check a run's plan (``run.json["plan"]``, ``plan.json`` or ONNX metadata); return it unchanged.
 
-    ``mode`` is "resize" or "patch"; ``size`` / ``patch_size`` (a number or ``[h, w]``) lie in
-    :data:`SIZE_RANGE`; ``overlap`` in [0, 1); ``batch_size`` / ``sw_batch_size`` in :data:`BATCH_RANGE`;
-    ``in_channels`` / ``num_classes`` as in :func:`validate_run_config`. Absent or null values are
-    not checked (the readers use their defaults).
+    Every key's type, allowed values and bounds come from the plan's one schema
+    (:func:`s2mnet.planning.plan.validate_plan`); ``in_channels`` / ``num_classes`` are checked as in
+    :func:`validate_run_config`.
 
     Raises:
         RunError: naming the file and the offending key.
     """
-    if not isinstance(plan, dict):
-        raise RunError(f"{source}: the plan must be a JSON object, found {_json_type(plan)}")
-    mode = plan.get("mode")
-    if mode is not None and mode not in ("resize", "patch"):
-        raise RunError(f"{source}: '{prefix}mode' must be 'resize' or 'patch', not {_shown(mode)}")
-    for key in ("size", "patch_size"):
-        value = plan.get(key)
-        if value is None:
-            continue
-        sides = value if isinstance(value, list) else [value]
-        if len(sides) not in (1, 2) or not all(_in_range(side, SIZE_RANGE) for side in sides):
-            raise RunError(
-                f"{source}: '{prefix}{key}' = {_shown(value)} is not a size in pixels "
-                f"({SIZE_RANGE[0]}..{SIZE_RANGE[1]}, or [height, width])"
-            )
-    overlap = plan.get("overlap")
-    if overlap is not None and not (_is_number(overlap) and 0 <= overlap < 1):
-        raise RunError(f"{source}: '{prefix}overlap' = {_shown(overlap)} must lie in [0, 1)")
-    for key in ("batch_size", "sw_batch_size"):
-        value = plan.get(key)
-        if value is not None and not _in_range(value, BATCH_RANGE):
-            raise RunError(
-                f"{source}: '{prefix}{key}' = {_shown(value)} must be an integer in {_span(BATCH_RANGE)}"
-            )
+    validate_plan(plan, source, error=RunError, prefix=prefix, strict=False)
     _check_counts(plan, source, prefix)
     return plan
 

@@ -37,7 +37,7 @@ from s2mnet.engine.device import resolve_device, seed_everything
 from s2mnet.engine.distributed import DistContext
 from s2mnet.engine.fit import fit
 from s2mnet.engine.outputs import check_output_dir, prepare_output_dir
-from s2mnet.engine.resume import load_training_state
+from s2mnet.engine.resume import load_resumable_state
 from s2mnet.engine.run_log import RunLogger
 from s2mnet.engine.rundir import (
     EVAL_DIRS,
@@ -91,7 +91,7 @@ def _train(config: TrainConfig, context: DistContext, device_name: str) -> dict[
 
     if config.resume:
         run_config = read_run_config(config.out)
-        state = load_training_state(Path(config.out) / TRAIN_STATE)
+        state = load_resumable_state(Path(config.out) / TRAIN_STATE)
     else:
         error = None
         if context.is_main:  # the output folder is checked before anything is read or written
@@ -271,7 +271,10 @@ def _new_plan(config: TrainConfig, index: Any, device: torch.device) -> tuple[di
     if config.loss is not None:
         overrides["loss"] = config.loss
     expect_label_maps(index, overrides)
-    plan = add_training_recipe(make_plan(fingerprint(index), device=device.type, overrides=overrides), config)
+    facts = fingerprint(index)
+    for line in facts.get("warnings", []):
+        print(f"warning: {line}", file=sys.stderr)
+    plan = add_training_recipe(make_plan(facts, device=device.type, overrides=overrides), config)
     splits = load_splits(config.splits, index) if config.splits else make_splits(index, seed=config.seed)
     return plan, splits
 

@@ -1,6 +1,6 @@
 """S2M-Net inside nnU-Net v2 (docs/nnunet.md).
 
-* :mod:`s2mnet.nnunet.network`: :class:`S2MNetNNUNet`, the network nnU-Net builds from the plans'
+* :mod:`s2mnet.nnunet.network`: ``S2MNetNNUNet``, the network nnU-Net builds from the plans'
   ``network_class_name`` ``s2mnet.nnunet.network.S2MNetNNUNet`` (deep supervision included).
 * :mod:`s2mnet.nnunet.plans`: adds the ``2d_s2mnet`` configuration to a planned dataset
   (``s2m nnunet add-config``); plain JSON, no nnunetv2 or torch import.
@@ -10,13 +10,13 @@
   short CPU-budget trainers, found by nnU-Net through ``nnUNet_extTrainer`` (:func:`trainer_dir`). It
   imports nnunetv2; nothing else here does.
 
-Importing this package is light (no torch): :class:`S2MNetNNUNet` is loaded on first access.
+This package module holds only constants (no torch, no submodule imports), so ``s2m --help`` stays
+fast and the submodules import it without an import circle.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 #: Name of the configuration ``s2m nnunet add-config`` adds to the plans.
 CONFIGURATION = "2d_s2mnet"
@@ -36,7 +36,6 @@ __all__ = [
     "NETWORK_CLASS_NAME",
     "PATCH_MULTIPLE",
     "S2MNET_STRIDES",
-    "S2MNetNNUNet",
     "trainer_dir",
 ]
 
@@ -44,11 +43,3 @@ __all__ = [
 def trainer_dir() -> Path:
     """The folder to put in ``nnUNet_extTrainer`` so that nnU-Net finds our trainers by name."""
     return Path(__file__).resolve().parent
-
-
-def __getattr__(name: str) -> Any:
-    if name == "S2MNetNNUNet":
-        from s2mnet.nnunet.network import S2MNetNNUNet
-
-        return S2MNetNNUNet
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

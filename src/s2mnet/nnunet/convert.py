@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from s2mnet.errors import DataError
-from s2mnet.nnunet.plans import NNUNetSetupError, env_folder, read_json, write_json
+from s2mnet.errors import DataError, NNUNetSetupError
+from s2mnet.nnunet.plans import env_folder, read_json, write_json
 
 if TYPE_CHECKING:
     from s2mnet.data.types import Case, DatasetIndex
@@ -214,11 +214,10 @@ def convert_dataset(
     """
     from s2mnet.data.discover import discover
 
-    if out is not None:
-        Path(out).expanduser().mkdir(parents=True, exist_ok=True)
-    root = env_folder("nnUNet_raw", out, hint=" or pass --out")
+    root = env_folder("nnUNet_raw", hint=" or pass --out") if out is None else Path(out).expanduser()
     source = Path(data).expanduser()
     index = discover(source)
+    root.mkdir(parents=True, exist_ok=True)  # --out may be new; $nnUNet_raw exists (checked above)
     if not index.cases:
         raise DataError(f"{source}: no cases found")
     full_name = dataset_name(dataset_id, name or source.resolve().name)

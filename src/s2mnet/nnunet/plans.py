@@ -34,7 +34,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from s2mnet.errors import S2MError
+from s2mnet.errors import NNUNetSetupError, S2MError
 from s2mnet.nnunet import (
     BASE_CONFIGURATION,
     CONFIGURATION,
@@ -47,10 +47,6 @@ DEFAULT_PLANS = "nnUNetPlans"
 MARKER = "s2mnet"
 WRITTEN_BY = "s2m nnunet add-config"
 SPLITS_FILE = "splits_final.json"
-
-
-class NNUNetSetupError(S2MError):
-    """nnU-Net's folders or plans are missing, not planned, or not what ``s2m nnunet`` expects."""
 
 
 def env_folder(variable: str, given: str | os.PathLike | None = None, hint: str = "") -> Path:

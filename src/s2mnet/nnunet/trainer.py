@@ -2,7 +2,7 @@
 
 nnU-Net finds a trainer named with ``-tr`` by importing every module of its own
 ``nnunetv2/training/nnUNetTrainer`` folder and then, when the name is not there, every module of the
-folders listed in the environment variable ``nnUNet_extTrainer`` (nnunetv2 ≥ 2.6). No patching is
+folders listed in the environment variable ``nnUNet_extTrainer`` (nnunetv2 2.8.1 does). No patching is
 needed: point it at this package's folder (``python -c "import s2mnet.nnunet as m; print(m.trainer_dir())"``)
 and ``nnUNetv2_train`` as well as ``nnUNetv2_predict`` (which looks the trainer up again from the
 checkpoint) find the classes below. nnU-Net imports each module of that folder as a top-level module
@@ -17,9 +17,10 @@ validation; with or without the ``2d_s2mnet`` configuration):
   (:class:`s2mnet.losses.MASL`, learned weighting) on the softmax outputs (binary datasets included: class
   1 one-vs-rest + cross-entropy); region-based datasets use MASL's multi-label form. Deep supervision as
   nnU-Net's: the same MASL on every output, weights 1, 1/2, 1/4… (the lowest 0), normalised. MASL's
-  learnable weights join the SGD optimiser (no weight decay) and are stored in the checkpoints
-  (``masl_state``). ``nnUNetTrainerMASLNoDeepSupervision``: the same on the full-resolution output only.
-  Datasets with an ignore label are refused (MASL has no ignore label).
+  learnable weights join the SGD optimiser (no weight decay) and are stored beside each checkpoint
+  (``checkpoint_final.masl.json``…: JSON, nothing is unpickled), so ``--c`` continues them.
+  ``nnUNetTrainerMASLNoDeepSupervision``: the same on the full-resolution output only. Datasets with
+  an ignore label are refused (MASL has no ignore label).
 * ``nnUNetTrainer_5epochs_30iters`` and ``nnUNetTrainerMASL_5epochs_30iters``: 5 epochs of 30 training
   and 5 validation iterations (nnU-Net's epochs have 250 and 50), and the final validation without
   test-time mirroring, for comparisons on a CPU budget (docs/results/nnunet_DRIVE/). The first is nnU-Net's
@@ -28,7 +29,9 @@ validation; with or without the ``2d_s2mnet`` configuration):
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,6 +39,7 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from s2mnet.errors import S2MError
+from s2mnet.nnunet.plans import write_json
 
 __all__ = [
     "MASL_EPOCH_VARIANTS",
@@ -122,24 +126,29 @@ class nnUNetTrainerMASL(nnUNetTrainer):
         super().on_epoch_end()
 
     def save_checkpoint(self, filename: str) -> None:
-        """nnU-Net's checkpoint plus ``masl_state`` (MASL's learned weights)."""
+        """nnU-Net's checkpoint, and MASL's learned weights beside it (``<checkpoint>.masl.json``)."""
         super().save_checkpoint(filename)
         written = self.local_rank == 0 and not self.disable_checkpointing and os.path.isfile(filename)
         if written and self.masl is not None:
-            checkpoint = torch.load(filename, map_location="cpu", weights_only=False)
-            checkpoint["masl_state"] = self.masl.state_dict()
-            torch.save(checkpoint, filename)
+            state = {key: value.detach().cpu().tolist() for key, value in self.masl.state_dict().items()}
+            write_json(Path(masl_state_path(filename)), state)
 
     def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
-        """nnU-Net's loading, then MASL's weights when the checkpoint has them."""
-        checkpoint = filename_or_checkpoint
-        if isinstance(checkpoint, str):
-            checkpoint = torch.load(checkpoint, map_location=self.device, weights_only=False)
-        if not self.was_initialized:
-            self.initialize()
+        """nnU-Net's loading, then MASL's weights from ``<checkpoint>.masl.json`` when it exists."""
         super().load_checkpoint(filename_or_checkpoint)
-        if self.masl is not None and "masl_state" in checkpoint:
-            self.masl.load_state_dict(checkpoint["masl_state"])
+        if self.masl is None or not isinstance(filename_or_checkpoint, str):
+            return
+        path = Path(masl_state_path(filename_or_checkpoint))
+        if path.is_file():
+            state = json.loads(path.read_text(encoding="utf-8"))
+            self.masl.load_state_dict({key: torch.tensor(value) for key, value in state.items()})
+        else:
+            self.print_to_log_file(f"{path} not found: MASL's weights start from their initial values")
+
+
+def masl_state_path(checkpoint: str | os.PathLike) -> str:
+    """Where :class:`nnUNetTrainerMASL` keeps MASL's weights for a checkpoint (JSON, no pickle)."""
+    return str(Path(checkpoint).with_suffix(".masl.json"))
 
 
 def _apply_schedule(trainer: nnUNetTrainer) -> None:

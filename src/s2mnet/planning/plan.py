@@ -17,11 +17,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from s2mnet.errors import S2MError
 
-_SIDE = (16, 8192)  # sizes and patch sizes, pixels
+_SIDE = (4, 16384)  # sizes and patch sizes, pixels per side
 
 
 def _spec(kind: tuple[type, ...], choices: tuple = (), bounds: tuple = ()) -> dict[str, Any]:
@@ -46,12 +47,12 @@ class Plan:
 
     mode: str | None = field(default=None, metadata=_spec(kind=(str,), choices=("resize", "patch")))
     tubular: bool | None = field(default=None, metadata=_spec(kind=(bool,)))
-    size: int | None = field(default=None, metadata=_spec(kind=(int,), bounds=_SIDE))
-    patch_size: int | None = field(default=None, metadata=_spec(kind=(int,), bounds=_SIDE))
+    size: int | list | None = field(default=None, metadata=_spec(kind=(int, list), bounds=_SIDE))
+    patch_size: int | list | None = field(default=None, metadata=_spec(kind=(int, list), bounds=_SIDE))
     inference: str | None = field(
         default=None, metadata=_spec(kind=(str,), choices=("resize", "sliding_window"))
     )
-    overlap: float | None = field(default=None, metadata=_spec(kind=(int, float), bounds=(0.0, 0.95)))
+    overlap: float | None = field(default=None, metadata=_spec(kind=(int, float), bounds=(0.0, 0.99)))
     preprocess: str | None = field(default=None, metadata=_spec(kind=(str,), choices=("none", "green_clahe")))
     use_fov: bool | None = field(default=None, metadata=_spec(kind=(bool,)))
     in_channels: int | None = field(default=None, metadata=_spec(kind=(int,), bounds=(1, 64)))
@@ -120,13 +121,27 @@ PLAN_KEYS = (
 )
 
 
-def validate_plan(plan: Mapping[str, Any], source: str = "plan", error: type[S2MError] = S2MError) -> None:
-    """Check every key of a plan dict against :class:`Plan`: known key, JSON type, choices, bounds.
+def validate_plan(
+    plan: Any,
+    source: str | Path = "plan",
+    error: type[S2MError] = S2MError,
+    prefix: str = "",
+    strict: bool = True,
+) -> dict[str, Any]:
+    """Check a plan dict against :class:`Plan`: JSON type, allowed values and bounds of every key.
+
+    ``size`` / ``patch_size`` may be one side or ``[height, width]``. ``None`` values are not checked
+    (readers use their defaults).
 
     Args:
         plan: the dict (as stored in ``plan.json`` / ``run.json``, or as built by the planner).
         source: what to name in the error (a file path, ``"plan"``).
         error: the exception type to raise (``RunError`` for run folders).
+        prefix: prepended to key names in messages (``"plan."`` inside ``run.json``).
+        strict: refuse unknown keys (plans we build); stored plans of other versions may carry more.
+
+    Returns:
+        ``plan``, unchanged.
 
     Raises:
         error: one line naming the source, the key and the problem.
@@ -136,22 +151,35 @@ def validate_plan(plan: Mapping[str, Any], source: str = "plan", error: type[S2M
     for key, value in plan.items():
         spec = _FIELDS.get(key)
         if spec is None:
-            raise error(f"{source}: unknown plan key {key!r}")
+            if strict:
+                raise error(f"{source}: unknown plan key '{prefix}{key}'")
+            continue
         if value is None:
             continue
         if key == "reasons":
             if not isinstance(value, Mapping):
-                raise error(f"{source}: plan 'reasons' must be an object")
+                raise error(f"{source}: '{prefix}reasons' must be an object")
             continue
-        kind, choices, bounds = spec.metadata["kind"], spec.metadata["choices"], spec.metadata["bounds"]
-        # bool is an int in Python: accept it only where a bool is expected
-        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in kind):
-            names = " or ".join(k.__name__ for k in kind)
-            raise error(f"{source}: plan {key} must be {names}, not {value!r}")
-        if choices and value not in choices:
-            raise error(f"{source}: plan {key} {value!r} is not one of {', '.join(map(str, choices))}")
-        if bounds and not bounds[0] <= value <= bounds[1]:
-            raise error(f"{source}: plan {key} {value!r} is outside [{bounds[0]}, {bounds[1]}]")
+        _check_value(value, spec.metadata, f"{source}: '{prefix}{key}' = {value!r}", error)
+    return dict(plan) if not isinstance(plan, dict) else plan
+
+
+def _check_value(value: Any, meta: Mapping[str, Any], shown: str, error: type[S2MError]) -> None:
+    kind, choices, bounds = meta["kind"], meta["choices"], meta["bounds"]
+    if isinstance(value, list) and list in kind and bounds:  # [height, width]
+        if len(value) != 2:
+            raise error(f"{shown} is not a size in pixels ({bounds[0]}..{bounds[1]}, or [height, width])")
+        for side in value:
+            _check_value(side, {**meta, "kind": (int,)}, shown, error)
+        return
+    # bool is an int in Python: accept it only where a bool is expected
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in kind):
+        names = " or ".join(k.__name__ for k in kind)
+        raise error(f"{shown} must be {names}")
+    if choices and value not in choices:
+        raise error(f"{shown} must be one of {', '.join(repr(c) for c in choices)}")
+    if bounds and not bounds[0] <= value <= bounds[1]:
+        raise error(f"{shown} is outside [{bounds[0]}, {bounds[1]}]")
 
 
 def plan_summary(plan: dict) -> str:

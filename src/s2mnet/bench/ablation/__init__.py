@@ -19,13 +19,13 @@ from s2mnet.bench.ablation.arms import (
     core_arms,
     parse_arms,
 )
+from s2mnet.bench.ablation.records import read_results
 from s2mnet.bench.ablation.report import summarise_results, write_report
 from s2mnet.bench.ablation.runner import (
     MIN_DELTA,
     AblationConfig,
     epochs_for_steps,
     plateaued,
-    read_results,
     run_ablation,
     steps_per_epoch,
 )

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from s2mnet.bench.ablation.arms import ARMS, REFERENCE, reference_seed
-from s2mnet.bench.ablation.runner import CONFIG, RESULTS, read_results
+from s2mnet.bench.ablation.records import CONFIG, RESULTS, read_results
 from s2mnet.bench.stats import (
     hierarchical_bootstrap_ci,
     holm,

@@ -43,11 +43,9 @@ from s2mnet.bench.ablation.arms import (
     reference_seed,
     resolve_model_args,
 )
+from s2mnet.bench.ablation.records import CONFIG, RESULTS, SPLITS, append_result, read_results
 from s2mnet.errors import S2MError
 
-RESULTS = "results.jsonl"
-CONFIG = "ablation_config.json"
-SPLITS = "splits.json"
 MIN_DELTA = 0.005
 
 
@@ -70,6 +68,8 @@ class AblationConfig:
         lr: learning rate (``None``: the recipe's).
         splits, split_seed: the split file to use, or the seed that makes one.
         device, amp, workers, jobs, time_limit_s: where and how the runs train (``time_limit_s`` per run).
+        threads: intra-op CPU threads per training (default: the cores shared among ``jobs``; 1 on a
+            machine busy with other work avoids OpenMP spin-waiting against it).
         drop_weights: delete each run's checkpoints after its evaluation.
         command: the command line recorded with every result.
     """
@@ -91,6 +91,7 @@ class AblationConfig:
     amp: str = "none"
     workers: int | None = None
     jobs: int = 1
+    threads: int | None = None
     time_limit_s: float | None = None
     drop_weights: bool = False
     command: list[str] | None = None
@@ -232,37 +233,6 @@ def _machine(device: Any) -> dict[str, str]:
 # --- results file ---------------------------------------------------------------------------------
 
 
-def read_results(out: Path) -> list[dict[str, Any]]:
-    """All records of ``OUT/results.jsonl`` (a later record of the same (arm, seed) wins)."""
-    path = Path(out) / RESULTS
-    if not path.is_file():
-        return []
-    records: dict[tuple[str, int], dict[str, Any]] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise S2MError(f"{path}: line {number} is not valid JSON") from None
-        records[(record["variant"], int(record["seed"]))] = record
-    return list(records.values())
-
-
-def append_result(out: Path, record: dict[str, Any]) -> None:
-    """Append one record to ``results.jsonl`` (the file is rewritten atomically: never half a line)."""
-    from s2mnet.io_utils import atomic_write_text
-
-    path = out / RESULTS
-    old = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if old and not old.endswith("\n"):
-        old += "\n"
-    atomic_write_text(path, old + json.dumps(record) + "\n")
-
-
-# --- the study ------------------------------------------------------------------------------------
-
-
 def _budget(config: AblationConfig) -> dict[str, Any]:
     return {
         "data": str(Path(config.data).resolve()) if config.data is not None else None,
@@ -373,7 +343,7 @@ def run_ablation(config: AblationConfig, say: Callable[[str], None] = print) -> 
             f"note: {len(config.seeds)} core / {min(config.other_seeds, len(config.seeds))} other seeds; the "
             "protocol asks for ≥ 5 / ≥ 3 (fewer than 3 converged pairs are 'not testable')"
         )
-    threads = max(1, (os.cpu_count() or 1) // config.jobs)
+    threads = config.threads or max(1, (os.cpu_count() or 1) // config.jobs)
     if config.workers is None and config.jobs > 1 and _on_cuda(config.device):
         for spec in specs:
             spec["workers"] = max(1, threads - 1)  # data loaders of concurrent jobs share the CPU cores
@@ -398,6 +368,10 @@ def run_ablation(config: AblationConfig, say: Callable[[str], None] = print) -> 
         )
 
     if config.jobs == 1:
+        if config.threads is not None:
+            import torch
+
+            torch.set_num_threads(config.threads)
         for spec in specs:
             say(f"training {spec['variant']} seed {spec['seed']} ...")
             try:

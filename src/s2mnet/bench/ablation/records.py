@@ -1,0 +1,42 @@
+"""The study's files: ``results.jsonl`` (one record per finished (arm, seed) run, appended atomically),
+``ablation_config.json`` and ``splits.json``; read by the runner and the report alike."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from s2mnet.errors import S2MError
+
+RESULTS = "results.jsonl"
+CONFIG = "ablation_config.json"
+SPLITS = "splits.json"
+
+
+def read_results(out: Path) -> list[dict[str, Any]]:
+    """All records of ``OUT/results.jsonl`` (a later record of the same (arm, seed) wins)."""
+    path = Path(out) / RESULTS
+    if not path.is_file():
+        return []
+    records: dict[tuple[str, int], dict[str, Any]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise S2MError(f"{path}: line {number} is not valid JSON") from None
+        records[(record["variant"], int(record["seed"]))] = record
+    return list(records.values())
+
+
+def append_result(out: Path, record: dict[str, Any]) -> None:
+    """Append one record to ``results.jsonl`` (the file is rewritten atomically: never half a line)."""
+    from s2mnet.io_utils import atomic_write_text
+
+    path = out / RESULTS
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if old and not old.endswith("\n"):
+        old += "\n"
+    atomic_write_text(path, old + json.dumps(record) + "\n")
