@@ -13,6 +13,15 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # The suite runs in two worker processes (pyproject: -n 2) on a 2-core machine: one intra-op thread
+    # each (and in their subprocesses), or OpenMP threads spin-wait against each other (docs/tool.md).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
