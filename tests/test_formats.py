@@ -18,7 +18,7 @@ from s2mnet.data.io import read_image, read_mask
 from s2mnet.data.splits import make_splits
 from s2mnet.engine.checkpoint import save_weights
 from s2mnet.engine.rundir import write_run_config
-from s2mnet.errors import DataError
+from s2mnet.errors import DataError, S2MError
 from s2mnet.inference.predict import predict_paths
 from s2mnet.planning.fingerprint import fingerprint
 from s2mnet.planning.planner import make_plan
@@ -343,3 +343,22 @@ def test_nifti_label_values_and_unlabelled_volumes(tmp_path: Path) -> None:
     nib.save(nib.Nifti1Image(seg, AFFINE), root / "vol1/vol1_seg.nii.gz")
     with pytest.raises(DataError, match=r"vol1_seg\.nii\.gz: label values 0\.\.300 are outside 0\.\.255"):
         discover(root)
+
+
+def test_nifti_predict_is_all_or_nothing(tmp_path: Path) -> None:
+    """Two cases, the second's volume truncated: an error naming it, and no volume is left behind."""
+    from s2mnet.models import create_model
+
+    make_volumes(tmp_path / "vols", cases=2)
+    plan = {**make_plan(fingerprint(discover(tmp_path / "vols"), descriptors=False)), "size": 16}
+    model = create_model("unet", in_channels=2, num_classes=3, base_width=4)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_run_config(run_dir, {"model": model.config, "plan": plan, "data": str(tmp_path)})
+    save_weights(run_dir / "best.safetensors", model.state_dict())
+    inputs = sorted((tmp_path / "vols").rglob("*_t*.nii.gz"))
+    broken = inputs[-1]
+    broken.write_bytes(broken.read_bytes()[:200])  # a truncated gzip stream
+    with pytest.raises(S2MError, match=broken.name):
+        predict_paths(run_dir, inputs, tmp_path / "out", device="cpu")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -294,3 +294,24 @@ def test_channels_last_training_step_matches_the_contiguous_one() -> None:
     assert len(grads_a) == len(grads_b)
     for grad_a, grad_b in zip(grads_a, grads_b, strict=True):
         assert torch.allclose(grad_a, grad_b, rtol=1e-3, atol=1e-5)
+
+
+def test_validation_reports_collapsed_predictions(tmp_path: Path) -> None:
+    """A model that predicts foreground everywhere: validation records it, and the warning says so."""
+    from s2mnet.data.checks import prediction_warnings
+    from s2mnet.data.discover import discover
+    from s2mnet.data.synthetic import make_synthetic_dataset
+    from s2mnet.engine.train import _make_validator
+
+    class AllForeground(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.full((x.shape[0], 1, *x.shape[-2:]), 10.0)
+
+    cases = discover(make_synthetic_dataset(tmp_path / "data", n=3, size=32, seed=0)).cases
+    plan = {"mode": "resize", "size": 32, "inference": "resize", "num_classes": 1, "in_channels": 3,
+            "preprocess": "none", "label_mode": "binary"}  # fmt: skip
+    validate = _make_validator(cases, plan, torch.device("cpu"))
+    validate(AllForeground())
+    assert validate.fractions == [1.0, 1.0, 1.0]
+    (line,) = prediction_warnings(validate.fractions, validate.truth_fractions)
+    assert "3 of 3" in line

@@ -205,6 +205,11 @@ def _train(config: TrainConfig, context: DistContext, device_name: str) -> dict[
         f"done in {summary['wall_s']:.0f} s: best validation Dice {summary['best_dice']:.4f} at epoch "
         f"{summary['best_epoch']}; run saved to {run_dir}"
     )
+    if validate is not None and getattr(validate, "fractions", None) and context.is_main:
+        from s2mnet.data.checks import prediction_warnings
+
+        for line in prediction_warnings(validate.fractions, validate.truth_fractions):
+            print(f"warning: last validation: {line}", file=sys.stderr)
     context.barrier()
     return summary
 
@@ -356,6 +361,7 @@ def _make_validator(
     Same steps as :func:`s2mnet.inference.evaluate.evaluate_run` (preprocess, whole-image prediction,
     threshold 0.5, FOV when the plan uses it, the empty-mask policy), without the distance metrics.
     """
+    from s2mnet.data.checks import mask_fractions
     from s2mnet.data.io import read_fov, read_image
     from s2mnet.data.labels import is_multilabel, read_target, region_names
     from s2mnet.engine.metrics import case_metrics
@@ -369,11 +375,14 @@ def _make_validator(
         was_training = model.training
         model.eval()
         scores = []
+        validate.fractions, validate.truth_fractions = [], []  # type: ignore[attr-defined]
         for case in cases:
             image = read_image(case)
             truth = read_target(case, plan)
             fov = read_fov(case.fov) if use_fov and case.fov is not None else None
             pred = predict_mask(model, image, plan, device=device)
+            validate.fractions.extend(mask_fractions([pred]))  # type: ignore[attr-defined]
+            validate.truth_fractions.extend(mask_fractions([truth]))  # type: ignore[attr-defined]
             scores.append(
                 case_metrics(pred, truth, num_classes=num_classes, fov=fov, distances=False, regions=regions)[
                     "dice"

@@ -1,7 +1,9 @@
 """``s2m predict`` on NIfTI volumes: every slice segmented, label volumes written with the source affine.
 
 Reading, slicing and writing volumes is the data layer's (:mod:`s2mnet.data.formats.nifti`); this module
-runs a trained model over them (docs/data.md, "Formats").
+runs a trained model over them (docs/data.md, "Formats"). Outputs are all-or-nothing as for images: the
+volumes' headers are checked first, the output folder is claimed and the volumes are staged and moved into
+place after the last one (:class:`~s2mnet.data.mask_files.MaskOutput`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from s2mnet.data.formats.nifti import (
     volume_stem,
     write_label_volume,
 )
+from s2mnet.data.mask_files import MaskOutput
 from s2mnet.errors import DataError
 
 
@@ -80,25 +83,27 @@ def predict_volumes(
     for target in targets:
         if target.resolve() in inputs or (target.exists() and not overwrite):
             raise S2MError(f"{target}: already exists; pass --overwrite to replace, or choose another folder")
-    labels = LabelMap.from_json(plan["labels"]) if plan.get("labels") else None
-    axis = range(3)[int(plan.get("slice_axis", -1))]
-    written = []
-    for (_, images), target in zip(cases, targets, strict=True):
+    for _, images in cases:  # every volume's header, before any work
         shape = volume_shape(images[0])
         for image in images[1:]:
             if volume_shape(image) != shape:
                 raise DataError(
                     f"{image}: volume shape {volume_shape(image)} differs from {images[0].name} {shape}"
                 )
-        slices = []
-        for index in range(shape[axis]):
-            stacked = np.stack([read_image_slice(p, axis, index) for p in images], axis=-1)
-            mask = predict_mask(model, stacked, plan, tta=tta, device=device)
-            if is_multilabel(plan):
-                mask = labels_from_regions(mask, plan["regions"])
-            slices.append(mask)
-        # rebuilt region maps already hold the stored values; only class indices go through ``labels``
-        value_map = None if is_multilabel(plan) else labels
-        write_label_volume(np.stack(slices, axis=axis), images[0], target, value_map)
-        written.append(target)
+    labels = LabelMap.from_json(plan["labels"]) if plan.get("labels") else None
+    axis = range(3)[int(plan.get("slice_axis", -1))]
+    # rebuilt region maps already hold the stored values; only class indices go through ``labels``
+    value_map = None if is_multilabel(plan) else labels
+    written = []
+    with MaskOutput(output_dir, overwrite) as staged:  # volumes appear only when every one succeeded
+        for (_, images), target in zip(cases, targets, strict=True):
+            slices = []
+            for index in range(volume_shape(images[0])[axis]):
+                stacked = np.stack([read_image_slice(p, axis, index) for p in images], axis=-1)
+                mask = predict_mask(model, stacked, plan, tta=tta, device=device)
+                if is_multilabel(plan):
+                    mask = labels_from_regions(mask, plan["regions"])
+                slices.append(mask)
+            write_label_volume(np.stack(slices, axis=axis), images[0], staged.path(target), value_map)
+            written.append(target)
     return written

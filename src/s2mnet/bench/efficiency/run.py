@@ -1,14 +1,11 @@
-"""``s2m bench efficiency``: the run over every (model, size) cell, and the module's command line.
+"""``s2m bench efficiency``: the run over every (model, size) cell.
 
-``python -m s2mnet.bench.efficiency --out DIR [options]`` runs the benchmark with every option of
-``s2m bench efficiency`` plus ``--channels-last`` and ``--compile`` (those of ``s2m train``);
 ``python -m s2mnet.bench.efficiency --serve`` is the measuring worker of
-:class:`~s2mnet.bench.efficiency.cells.CellWorker`.
+:class:`~s2mnet.bench.efficiency.cells.CellWorker` (one fresh process per cell).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -26,7 +23,6 @@ from s2mnet.bench.efficiency.report import (
     format_cell,
     peer_ratio_lines,
     plot_efficiency,
-    rebuild_report,
     write_tables,
 )
 from s2mnet.errors import S2MError
@@ -165,68 +161,16 @@ def machine_description(device: torch.device) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m s2mnet.bench.efficiency``: a run (options of ``s2m bench efficiency``) or ``--serve``.
+    """``python -m s2mnet.bench.efficiency --serve``: the measuring worker of the subprocess cells.
 
-    Args:
-        argv: the arguments (default ``sys.argv[1:]``).
-
-    Returns:
-        The exit status.
+    The benchmark itself is ``s2m bench efficiency`` (:mod:`s2mnet.cli.bench`); this entry point only
+    serves the cells it starts.
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m s2mnet.bench.efficiency",
-        description="s2m bench efficiency, with the training-step options of s2m train",
-    )
-    parser.add_argument("--serve", action="store_true", help="be the measuring worker: JSON specs on stdin")
-    parser.add_argument("--out", type=Path, help="output folder (required unless --serve)")
-    parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="comma list of sizes")
-    parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma list of models")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
-    parser.add_argument("--amp", choices=("none", "bf16"), default="none", help="autocast (default none)")
-    parser.add_argument("--batch", type=int, default=1, help="images per forward / training step (1)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed runs per measurement (median; 10)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed runs before timing (2)")
-    parser.add_argument("--budget", type=float, default=60.0, help="seconds per measurement (60)")
-    parser.add_argument("--cell-timeout", type=float, default=600.0, help="seconds per cell (600)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads per cell (default: torch's)")
-    parser.add_argument("--in-process", action="store_true", help="no subprocess per cell (debugging)")
-    parser.add_argument("--channels-last", action="store_true", help="NHWC, as s2m train --channels-last")
-    parser.add_argument("--compile", action="store_true", help="compile the step, as s2m train --compile")
-    parser.add_argument("--report-only", action="store_true", help="rebuild the report from --out's JSON")
-    args = parser.parse_args(argv)
-    if args.serve:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--serve"]:
         return _serve()
-    if args.out is None:
-        parser.error("--out is required")
-    try:
-        if args.report_only:
-            rebuild_report(args.out)
-            return 0
-        for name in ("batch", "repeats"):
-            if getattr(args, name) < 1:
-                raise S2MError(f"--{name} {getattr(args, name)}: must be ≥ 1")
-        try:
-            sizes = [int(part) for part in args.sizes.split(",") if part.strip()]
-        except ValueError:
-            raise S2MError(f"--sizes {args.sizes}: expected comma-separated integers") from None
-        run_efficiency(
-            args.out,
-            sizes=sizes,
-            models=[part.strip() for part in args.models.split(",") if part.strip()],
-            device=args.device,
-            amp=args.amp,
-            batch=args.batch,
-            repeats=args.repeats,
-            warmup=max(0, args.warmup),
-            budget_s=args.budget,
-            cell_timeout_s=args.cell_timeout,
-            threads=args.threads,
-            isolate=not args.in_process,
-            command=["python", "-m", "s2mnet.bench.efficiency", *(sys.argv[1:] if argv is None else argv)],
-            channels_last=args.channels_last,
-            compile=args.compile,
-        )
-    except S2MError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    print(
+        "error: run the benchmark with `s2m bench efficiency` (this module only serves its cells)",
+        file=sys.stderr,
+    )
+    return 2
