@@ -229,3 +229,28 @@ def test_models_lists_the_default(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run_cli(capsys, "models")
     assert status == 0
     assert "s2mnet" in out.split()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--data", "/nonexistent/data", "--out", "/tmp/never"],
+        ["train", "--resume", "/nonexistent/run"],
+        ["analyze", "--data", "/nonexistent/data"],
+        ["evaluate", "--run", "/nonexistent/run"],
+        ["predict", "--run", "/nonexistent/run", "--output", "/tmp/never", "/tmp"],
+        ["export", "--run", "/nonexistent/run", "--output", "/tmp/never.onnx"],
+    ],
+)
+def test_mistakes_are_answered_before_torch_is_imported(argv: list[str]) -> None:
+    """Quick answers: a wrong path is a one-line error from the command line alone (no torch import)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from s2mnet.cli import main; status = main(sys.argv[1:]); "
+        "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(status)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and "nonexistent" in done.stderr and done.stderr.count("\n") == 1

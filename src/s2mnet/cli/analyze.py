@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from s2mnet.errors import S2MError
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add this command to the ``s2m`` sub-command parser."""
@@ -24,6 +26,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.data.is_dir():
+        raise S2MError(f"{args.data}: dataset folder not found")
     from s2mnet.data.discover import discover
     from s2mnet.engine.config import TrainConfig
     from s2mnet.engine.device import resolve_device

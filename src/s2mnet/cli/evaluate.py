@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from s2mnet.cli.common import format_metrics
-from s2mnet.engine.rundir import require_run
+from s2mnet.engine.rundir import eval_dir, require_run
+from s2mnet.errors import S2MError
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -37,10 +38,13 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check the run folder (and --data) before importing torch, evaluate, print the summary."""
+    require_run(args.run)
+    if args.data is not None and not args.data.is_dir():
+        raise S2MError(f"{args.data}: dataset folder not found")
     from s2mnet.engine.device import resolve_device
     from s2mnet.inference.evaluate import evaluate_run
 
-    require_run(args.run)
     metrics = evaluate_run(
         args.run,
         data_dir=args.data,
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         )
     for line in metrics.get("warnings", []):
         print(f"warning: {line}", file=sys.stderr)
-    report = args.run / f"eval_{metrics['split']}{'_tta' if args.tta else ''}"
+    report = eval_dir(args.run, metrics["split"], args.tta)
     print(f"per-case metrics, overlays and report.md in {report}")
     if args.json is not None:
         print(f"metrics written to {args.json}")
