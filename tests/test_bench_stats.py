@@ -78,4 +78,5 @@ def test_verdict_rules() -> None:
     assert verdict(0.6, (-0.004, 0.003), 0.01, 5) == "equivalent"
     assert verdict(0.6, (-0.02, 0.03), 0.2, 5) == "inconclusive"
     assert verdict(0.001, (0.1, 0.2), 0.001, 2) == "not testable"
+    assert verdict(0.01, (-0.006, -0.002), 0.01, 3) == "different, within the margin"
     assert verdict(None, (None, None), None, 3) == "inconclusive"

@@ -224,15 +224,20 @@ def verdict(
     * ``"not testable"``: fewer than ``min_pairs`` converged pairs;
     * ``"different"``: Holm-adjusted paired-test p < alpha and the bootstrap CI excludes 0;
     * ``"equivalent"``: Holm-adjusted TOST p < alpha (the difference is within the margin);
+    * ``"different, within the margin"``: both (a detected difference smaller than the margin);
     * ``"inconclusive"``: otherwise.
     """
     if n_pairs < min_pairs:
         return "not testable"
     low, high = ci
     excludes_zero = low is not None and high is not None and (low > 0 or high < 0)
-    if p_holm is not None and p_holm < alpha and excludes_zero:
+    different = p_holm is not None and p_holm < alpha and excludes_zero
+    equivalent = tost_p_holm is not None and tost_p_holm < alpha
+    if different and equivalent:
+        return "different, within the margin"
+    if different:
         return "different"
-    if tost_p_holm is not None and tost_p_holm < alpha:
+    if equivalent:
         return "equivalent"
     return "inconclusive"
 

@@ -241,7 +241,10 @@ def ablation_markdown(summary: dict[str, Any]) -> str:
         f"{summary['testable']} testable arms); W: Wilcoxon signed-rank (≥ 5 pairs, a check only).",
         f"- TOST: equivalence within ±{margin:g} Dice point (two one-sided paired t-tests), raw (Holm).",
         f"- verdict: **different** (Holm t p < 0.05 and CI excludes 0), **equivalent** (Holm TOST p < 0.05), "
-        f"**inconclusive** otherwise, **not testable** with fewer than {MIN_PAIRS} converged pairs.",
+        "**different, within the margin** (both: a detected difference smaller than the margin), "
+        f"**inconclusive** otherwise, **not testable** with fewer than {MIN_PAIRS} converged pairs. With 3 "
+        "pairs the seed-level bootstrap CI is narrow by construction (few seeds to resample): read it with "
+        "the A/A control's.",
         "- case-level t (secondary, not a verdict): the old test, paired over test cases on the per-case "
         "Dice averaged over the pairs' seeds; it treats cases as independent replicates of the training run.",
         "",
