@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from s2mnet.engine.config import TrainConfig
     from s2mnet.engine.device import resolve_device
     from s2mnet.io_utils import atomic_write_json
+    from s2mnet.planning.budget import DEFAULT_CPU_BUDGET_MIN
     from s2mnet.planning.fingerprint import fingerprint
     from s2mnet.planning.plan import format_plan
     from s2mnet.planning.planner import format_fingerprint, make_plan
@@ -39,10 +40,17 @@ def run(args: argparse.Namespace) -> int:
 
     index = discover(args.data)
     facts = fingerprint(index)
-    plan = make_plan(facts, device=resolve_device(args.device).type, overrides={})
+    device = resolve_device(args.device).type
+    plan = make_plan(facts, device=device, overrides={})
     plan = add_training_recipe(plan, TrainConfig(data=args.data, out=""))
     print(format_fingerprint(facts))
     print(format_plan(plan))
+    if device == "cpu":
+        print(
+            f"note: on a CPU `s2m train` replaces epochs, val_every and lr by a plan for a "
+            f"{DEFAULT_CPU_BUDGET_MIN:g}-min time budget from timed steps (--budget; the plan above is "
+            "the one of --budget 0)"
+        )
     for line in facts.get("warnings", []):  # degenerate data (s2mnet.data.checks): warned, not refused
         print(f"warning: {line}", file=sys.stderr)
     if args.json is not None:

@@ -58,7 +58,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--splits", type=Path, help="split file {train, val, test} (default: published split or 70/15/15)"
     )
     plan = train.add_argument_group("plan overrides (default: chosen from the dataset fingerprint)")
-    plan.add_argument("--epochs", type=int, help="number of (virtual) epochs")
+    plan.add_argument(
+        "--budget",
+        type=float,
+        metavar="MINUTES",
+        help="plan the run to take this long: steps, validations and learning rate from a few timed steps "
+        "(default 15 on a CPU; on a GPU none: the paper's 150 epochs; 0 = off; ignored with --epochs)",
+    )
+    plan.add_argument("--epochs", type=int, help="number of (virtual) epochs (turns the budget off)")
     plan.add_argument("--size", type=int, help="training/inference size in resize mode (pixels, square)")
     plan.add_argument("--patch-size", type=int, help="patch size in patch mode (pixels, square)")
     plan.add_argument("--mode", choices=("resize", "patch"), help="resize whole images or train on patches")
@@ -182,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
         channels_last=args.channels_last,
         model_args=key_values(args.model_arg, "--model-arg"),
         loss_args=key_values(args.loss_arg, "--loss-arg"),
+        budget_s=None if args.budget is None else 60.0 * args.budget,
         time_limit_s=None if args.time_limit is None else 60.0 * args.time_limit,
         overwrite=args.overwrite,
         quiet=args.quiet,
@@ -235,6 +243,8 @@ def _check_before_heavy_imports(args: argparse.Namespace) -> None:
     check_positive(
         args, ("epochs", "size", "patch_size", "batch_size", "samples_per_epoch", "num_classes", "val_every")
     )
+    if args.budget is not None and args.budget < 0:
+        raise S2MError(f"--budget {args.budget}: must be ≥ 0 minutes (0 = no budget)")
     if args.overlap is not None and not 0.0 <= args.overlap < 1.0:
         raise S2MError(f"--overlap {args.overlap}: must be in [0, 1)")
     check_output_dir(args.out, overwrite=args.overwrite, marker=RUN_CONFIG)

@@ -39,7 +39,12 @@ class TrainConfig:
             to eager execution with a warning (``torch._dynamo.config.suppress_errors``).
         sync_bn: under ``torchrun``, convert BatchNorm to SyncBatchNorm (statistics over all ranks' batches).
         model_args, loss_args: keyword overrides for ``create_model`` / ``create_loss``.
-        time_limit_s: stop after the epoch during which this wall time was exceeded (a safety budget).
+        budget_s: plan the run's length from this wall-time budget (seconds; :mod:`s2mnet.planning.budget`):
+            a few timed steps and one timed validation decide epochs, validations and learning rate.
+            ``None`` → :data:`~s2mnet.planning.budget.DEFAULT_CPU_BUDGET_MIN` minutes on a CPU, no budget
+            on a GPU (the paper's 150 epochs); ``0`` → no budget. Ignored when ``epochs`` is set.
+        time_limit_s: stop within one training step of this wall time (resumable); a hard limit, where
+            ``budget_s`` plans a run to fit.
         overwrite: replace an earlier s2m run in ``out`` (other files there are kept).
         quiet: print nothing; ``progress`` (None → only on a terminal) shows a tqdm bar with ETA.
         tensorboard: write TensorBoard event files.
@@ -70,6 +75,7 @@ class TrainConfig:
     sync_bn: bool = False
     model_args: dict[str, Any] = field(default_factory=dict)
     loss_args: dict[str, Any] = field(default_factory=dict)
+    budget_s: float | None = None
     time_limit_s: float | None = None
     overwrite: bool = False
     quiet: bool = False

@@ -52,6 +52,7 @@ from s2mnet.engine.rundir import (
 from s2mnet.engine.trainer import Trainer, is_scalar
 from s2mnet.errors import RunError, S2MError
 from s2mnet.io_utils import atomic_write_json
+from s2mnet.planning.budget import RunCosts, fit_to_budget
 from s2mnet.planning.plan import format_plan
 from s2mnet.planning.recipe import add_training_recipe
 
@@ -134,6 +135,25 @@ def _train(config: TrainConfig, context: DistContext, device_name: str) -> dict[
         say("warning: --sync-bn has no effect in a single process (run under torchrun)")
 
     train_set = SegmentationDataset(train_cases, plan, train=True, seed=config.seed)
+    run_dir = Path(config.out)
+    say(f"s2m train: {len(index.cases)} cases in {config.data} ({index.layout}); device {device}")
+    say(f"splits: {len(train_cases)} train, {len(val_cases)} val, {len(splits.get('test', []))} test")
+    model.to(device)
+    loss_fn.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    validate = _make_validator(val_cases, plan, device) if val_cases else None
+    if not config.resume:
+        budget_s = _budget_s(config, device)
+        if budget_s:
+            costs = _time_costs(model, loss_fn, plan, train_set, validate, device, config, context, say)
+            spent_s = time.perf_counter() - start
+            flags = {"val_every": config.val_every, "lr": config.lr}
+            plan, warnings = fit_to_budget(plan, budget_s, RunCosts(*costs, spent_s), len(train_cases), flags)
+            for line in warnings:
+                say(f"warning: {line}")
+        plan = add_training_recipe(plan, config)
+        train_set.plan = plan
     loader = _train_loader(train_set, plan, config, device, context)
     per_rank_batch = int(loader.batch_size)
     batch_info = {
@@ -142,18 +162,11 @@ def _train(config: TrainConfig, context: DistContext, device_name: str) -> dict[
         "batch_size_per_rank": per_rank_batch,
         "effective_batch_size": per_rank_batch * context.world_size,
     }
-    run_dir = Path(config.out)
-    say(f"s2m train: {len(index.cases)} cases in {config.data} ({index.layout}); device {device}")
-    say(f"splits: {len(train_cases)} train, {len(val_cases)} val, {len(splits.get('test', []))} test")
     say(format_plan(plan))
     say(
         f"batch size {per_rank_batch} per process x {context.world_size} process(es) = effective batch size "
         f"{batch_info['effective_batch_size']}" + (f" ({context.backend} DDP)" if context.enabled else "")
     )
-    model.to(device)
-    loss_fn.to(device)
-    if config.channels_last:
-        model.to(memory_format=torch.channels_last)
     say(f"model {config.model}: {sum(p.numel() for p in model.parameters()):,} parameters; loss {loss_name}")
     if context.is_main:
         if config.resume:
@@ -162,7 +175,6 @@ def _train(config: TrainConfig, context: DistContext, device_name: str) -> dict[
             run_config = _new_run_config(config, plan, splits, model.config, loss_name, device, batch_info)
         write_run_config(run_dir, run_config)
 
-    validate = _make_validator(val_cases, plan, device) if val_cases else None
     if validate is None:
         say("warning: no validation cases; the last epoch is also saved as the best checkpoint")
     trainer = Trainer(
@@ -266,7 +278,8 @@ def _resumed_run_config(
 
 
 def _new_plan(config: TrainConfig, index: Any, device: torch.device) -> tuple[dict[str, Any], dict]:
-    """Fingerprint, plan and split a new run (every rank computes the same, deterministically)."""
+    """Fingerprint, data plan and split of a new run (every rank computes the same, deterministically);
+    the budget and the recipe complete the plan once the model is built (:func:`_train`)."""
     from s2mnet.data.labels import expect_label_maps
     from s2mnet.data.splits import load_splits, make_splits
     from s2mnet.planning.fingerprint import fingerprint
@@ -279,9 +292,44 @@ def _new_plan(config: TrainConfig, index: Any, device: torch.device) -> tuple[di
     facts = fingerprint(index)
     for line in facts.get("warnings", []):
         print(f"warning: {line}", file=sys.stderr)
-    plan = add_training_recipe(make_plan(facts, device=device.type, overrides=overrides), config)
+    plan = make_plan(facts, device=device.type, overrides=overrides)
     splits = load_splits(config.splits, index) if config.splits else make_splits(index, seed=config.seed)
     return plan, splits
+
+
+def _budget_s(config: TrainConfig, device: torch.device) -> float | None:
+    """The run's time budget in seconds, or ``None``: none with ``--epochs`` or ``--budget 0``; the CPU
+    default (:data:`~s2mnet.planning.budget.DEFAULT_CPU_BUDGET_MIN`) when not given; none on a GPU unless
+    given (the paper's recipe)."""
+    from s2mnet.planning.budget import DEFAULT_CPU_BUDGET_MIN
+
+    if config.plan_overrides.get("epochs") is not None:
+        return None
+    if config.budget_s is None:
+        return 60.0 * DEFAULT_CPU_BUDGET_MIN if device.type == "cpu" else None
+    return float(config.budget_s) or None
+
+
+def _time_costs(
+    model: torch.nn.Module,
+    loss_fn: torch.nn.Module,
+    plan: dict[str, Any],
+    train_set: Any,
+    validate: Callable[[torch.nn.Module], float] | None,
+    device: torch.device,
+    config: TrainConfig,
+    context: DistContext,
+    say: Callable[[str], None],
+) -> tuple[float, float]:
+    """Seconds of one training step and of one validation here (:mod:`s2mnet.engine.calibrate`); rank
+    0's timings for every rank, so that all ranks plan the same run."""
+    from s2mnet.engine.calibrate import TIMED_STEPS, time_training_step, time_validation
+
+    say(f"timing {TIMED_STEPS} training steps and one validation to plan the run's budget")
+    step_s = time_training_step(model, loss_fn, plan, train_set, device, config.amp, config.channels_last)
+    validation_s = time_validation(validate, model) if context.is_main else 0.0
+    step_s, validation_s = context.broadcast_floats([step_s, validation_s])
+    return step_s, validation_s
 
 
 def _resumed_plan(config: TrainConfig, index: Any, run_config: dict[str, Any]) -> tuple[dict[str, Any], dict]:
