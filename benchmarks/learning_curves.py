@@ -4,14 +4,17 @@ Every configuration trains with `s2m train`'s engine (:func:`s2mnet.engine.train
 split and recipe (AdamW, warm-up + cosine, clipping; fixed epochs, no early stopping), validating every
 epoch, for several seeds. Besides the three architectures (Dice-CE for all), S2M-Net is trained with
 each suspected cause of a slow start changed one at a time: the loss (MASL vs Dice-CE), the warm-up,
-the learning rate, and the spectral mixer (SSTM off). Per configuration the seconds of one training step
+the learning rate, the spectral mixer (SSTM off), and BatchNorm's running statistics (re-estimated before
+each validation, ``precise_bn``). Per configuration the seconds of one training step
 are timed here (:func:`s2mnet.engine.calibrate.time_training_step`, the code path of ``s2m train``), so
 curves are shown against optimiser steps and against training seconds.
 
 Writes ``OUT/curves.json`` (every run's curve), ``OUT/curves.md`` (mean validation Dice at fixed steps,
 steps and seconds to reach a Dice threshold) and ``OUT/curves.png``. Resumable: runs already in
-``curves.json`` are skipped. Without ``--data`` the demo's synthetic data set is generated (90 cases, 96²,
-seed 0) in a temporary folder.
+``curves.json`` are skipped. The curves themselves do not depend on the machine's load; the step times do:
+``--retime`` times every configuration again (run it on a quiet machine) and rewrites the report.
+Without ``--data`` the demo's synthetic data set is generated (90 cases, 96², seed 0) in a temporary
+folder.
 
     python benchmarks/learning_curves.py --out docs/results/learning_curves --threads 1
     python benchmarks/learning_curves.py --data ../shared/data/BUSI-100 --size 160 --epochs 30 \\
@@ -39,6 +42,7 @@ CONFIGS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "s2mnet_masl_no_warmup": ("s2mnet", "masl", {"warmup_epochs": 0}),
     "s2mnet_masl_lr3e-3": ("s2mnet", "masl", {"lr": 3e-3}),
     "s2mnet_none_masl": ("s2mnet_none", "masl", {}),
+    "s2mnet_masl_precise_bn": ("s2mnet", "masl", {"precise_bn": 8}),
 }
 MARKS = (8, 16, 40, 80, 160, 320)
 
@@ -57,6 +61,11 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--threshold", type=float, default=0.8, help="validation Dice to reach")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--retime",
+        action="store_true",
+        help="time every configuration's step again (on a quiet machine) and rewrite the report; no training",
+    )
     args = parser.parse_args()
 
     import torch
@@ -74,6 +83,17 @@ def main() -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     with tempfile.TemporaryDirectory() as scratch:
         data = args.data or _demo_data(Path(scratch) / "data")
+        if args.retime:
+            for name in {r["config"] for r in runs}:
+                model, loss, _ = CONFIGS[name]
+                plan = next(r["plan"] for r in runs if r["config"] == name)
+                step_s = _step_seconds(data, model, loss, plan)
+                print(f"{name}: {step_s:.3f} s/step", flush=True)
+                for record in runs:
+                    if record["config"] == name:
+                        record["step_s"] = step_s
+            store.write_text(json.dumps(runs, indent=1))
+            seeds = []
         for seed in seeds:
             for name in names:
                 if (name, seed) in done:
@@ -138,13 +158,14 @@ def _run(name: str, seed: int, data: Path, out: Path, args: argparse.Namespace) 
         "plan": plan,
         "lr": changes.get("lr", args.lr),
         "curve": curve,
-        "step_s": _step_seconds(out, config),
+        "step_s": _step_seconds(data, model, loss, plan),
         "wall_s": round(wall_s, 1),
     }
 
 
-def _step_seconds(run_dir: Path, config: Any) -> float:
-    """One training step of this configuration, timed on the code path of ``s2m train``."""
+def _step_seconds(data: Path, model_name: str, loss_name: str, overrides: dict[str, Any]) -> float:
+    """One training step of this configuration (median of 5), timed on the code path of ``s2m train``
+    with the plan ``s2m train`` makes from ``overrides``."""
     import torch
 
     from s2mnet.data.dataset import SegmentationDataset
@@ -152,13 +173,14 @@ def _step_seconds(run_dir: Path, config: Any) -> float:
     from s2mnet.engine.calibrate import time_training_step
     from s2mnet.losses import create_loss
     from s2mnet.models import create_model
+    from s2mnet.planning import add_training_recipe, fingerprint, make_plan
 
-    plan = json.loads((run_dir / "plan.json").read_text())
-    cases = discover(config.data).cases
-    dataset = SegmentationDataset(cases, plan, train=True, seed=0)
-    model = create_model(config.model, in_channels=plan["in_channels"], num_classes=plan["num_classes"])
+    index = discover(data)
+    plan = add_training_recipe(make_plan(fingerprint(index), device="cpu", overrides=overrides))
+    dataset = SegmentationDataset(index.cases, plan, train=True, seed=0)
+    model = create_model(model_name, in_channels=plan["in_channels"], num_classes=plan["num_classes"])
+    loss = create_loss(loss_name, num_classes=plan["num_classes"])
     model = model.to(memory_format=torch.channels_last)
-    loss = create_loss(config.loss, num_classes=plan["num_classes"])
     return time_training_step(model, loss, plan, dataset, torch.device("cpu"), steps=5)
 
 

@@ -116,3 +116,45 @@ def test_default_budget_is_15_minutes_on_a_cpu_and_none_on_a_gpu(device, given, 
     assert _budget_s(config, torch.device(device)) == expected
     with_epochs = TrainConfig(data=".", out=".", budget_s=given, plan_overrides={"epochs": 3})
     assert _budget_s(with_epochs, torch.device(device)) is None
+
+
+def test_precise_bn_replaces_running_statistics_by_the_exact_batch_average() -> None:
+    """Two batches of one-channel images with known values: the re-estimated running mean is the mean
+    of the batch means, the running variance the mean of the unbiased batch variances; weights unchanged."""
+    from torch import nn
+
+    from s2mnet.engine.trainer import Trainer
+    from s2mnet.losses import create_loss
+    from s2mnet.planning.recipe import add_training_recipe
+
+    norm = nn.BatchNorm2d(1)
+    model = nn.Sequential(norm, nn.Conv2d(1, 1, 1))
+    weights = [p.detach().clone() for p in model.parameters()]
+    first = torch.tensor([0.0, 2.0]).view(2, 1, 1, 1).expand(2, 1, 2, 2)  # mean 1, unbiased var 8/7
+    second = torch.tensor([4.0, 4.0]).view(2, 1, 1, 1).expand(2, 1, 2, 2)  # mean 4, var 0
+    loader = [{"image": first.contiguous()}, {"image": second.contiguous()}, {"image": first * 100}]
+    plan = add_training_recipe({"epochs": 1, "reasons": {}})
+    trainer = Trainer(model, create_loss("dicece", num_classes=1), plan, loader, None, torch.device("cpu"))
+    trainer.recalibrate_batchnorm(2)
+    assert torch.allclose(norm.running_mean, torch.tensor([2.5]))
+    assert torch.allclose(norm.running_var, torch.tensor([(8 / 7 + 0.0) / 2]))
+    assert norm.momentum == 0.1 and model.training
+    assert all(torch.equal(a, b) for a, b in zip(weights, model.parameters(), strict=True))
+
+
+def test_a_run_with_precise_bn_stores_it_in_its_plan(tmp_path: Path) -> None:
+    import json
+
+    from s2mnet.data.synthetic import make_synthetic_dataset
+    from s2mnet.engine.config import TrainConfig
+    from s2mnet.engine.train import train
+
+    data = make_synthetic_dataset(tmp_path / "data", n=6, size=32, seed=0)
+    tiny = {"size": 32, "batch_size": 2, "samples_per_epoch": 4, "mode": "resize", "epochs": 2}
+    summary = train(
+        TrainConfig(
+            data=data, out=tmp_path / "run", device="cpu", plan_overrides=tiny, quiet=True, precise_bn=2
+        )
+    )
+    plan = json.loads((tmp_path / "run" / "plan.json").read_text())
+    assert plan["precise_bn"] == 2 and summary["epochs_run"] == 2

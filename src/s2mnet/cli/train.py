@@ -107,6 +107,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     recipe.add_argument("--val-every", type=int, help="validate every N epochs (default 1)")
     recipe.add_argument("--patience", type=int, help="early-stopping patience in epochs (0 = off)")
     recipe.add_argument(
+        "--precise-bn",
+        type=int,
+        metavar="N",
+        help="re-estimate BatchNorm statistics from N training batches before each validation (default 0 = "
+        "off); early validations then show what the weights have learnt (docs/speed.md)",
+    )
+    recipe.add_argument(
         "--model-arg",
         action="append",
         default=[],
@@ -184,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
         clip_grad=args.clip_grad,
         patience=args.patience,
         val_every=args.val_every,
+        precise_bn=args.precise_bn,
         workers=args.workers,
         amp=args.amp,
         channels_last=args.channels_last,

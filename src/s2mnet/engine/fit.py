@@ -41,6 +41,7 @@ def fit(
 
     plan, context = trainer.plan, trainer.context
     epochs, val_every, patience = trainer.epochs, int(plan["val_every"]), int(plan["patience"])
+    precise_bn = int(plan.get("precise_bn") or 0)
     show_bar = (
         (not config.quiet)
         and context.is_main
@@ -92,6 +93,8 @@ def fit(
                 )
                 break
             val_dice, timed_out = math.nan, False
+            if precise_bn and trainer.validate is not None and (epoch % val_every == 0 or epoch == epochs):
+                trainer.recalibrate_batchnorm(precise_bn)
             if context.is_main:
                 timed_out = out_of_time()
                 last_epoch = epoch == epochs or timed_out

@@ -242,6 +242,36 @@ class Trainer:
         stats.update({k: float(v) for k, v in getattr(self.loss_fn, "last", {}).items() if is_scalar(v)})
         return stats
 
+    def recalibrate_batchnorm(self, batches: int) -> None:
+        """Re-estimate every BatchNorm's running statistics from ``batches`` training batches ("precise
+        BN", Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm"): forward passes in train mode without
+        gradients, ``momentum=None`` (an exact average); no weight changes.
+
+        Early in training the running statistics (momentum 0.1 from mean 0 / variance 1) lag behind the
+        weights, and eval-mode predictions underestimate what the weights have learnt (docs/speed.md,
+        "Why S2M-Net seems to start slowly"). The batches are the first of the epoch just trained (same
+        order and augmentation), so a resumed run recalibrates identically; under DDP every rank
+        recalibrates on its shard and rank 0's statistics are then broadcast.
+        """
+        norms = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if batches < 1 or not norms:
+            return
+        momenta = [norm.momentum for norm in norms]
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None
+        was_training = self.model.training
+        self.model.train()
+        with torch.no_grad():
+            for count, batch in enumerate(self.train_loader):
+                if count == batches:
+                    break
+                self.model(batch["image"].to(self.device).to(memory_format=self.memory_format))
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+        self.model.train(was_training)
+        self.context.broadcast_buffers(self.model)
+
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 

@@ -27,7 +27,16 @@ def default_warmup_epochs(epochs: int) -> int:
 
 
 #: The recipe's settings that a flag (``TrainConfig`` field of the same name) can set.
-RECIPE_KEYS = ("lr", "weight_decay", "warmup_epochs", "min_lr", "clip_grad", "patience", "val_every")
+RECIPE_KEYS = (
+    "lr",
+    "weight_decay",
+    "warmup_epochs",
+    "min_lr",
+    "clip_grad",
+    "patience",
+    "val_every",
+    "precise_bn",
+)
 
 #: The paper's learning rate (150 GPU epochs) and the one we use for short budgets (see module docstring).
 PAPER_LR = 1e-4
@@ -81,6 +90,13 @@ def add_training_recipe(plan: Mapping[str, Any], flags: Mapping[str, Any] | Any 
         "paper: patience 50 of 150 epochs; a third of the run, at least 10",
     )
     choose("val_every", config.val_every, 1, "validate every epoch")
+    choose(
+        "precise_bn",
+        config.precise_bn,
+        0,
+        "off: BatchNorm running statistics as trained (the paper's); --precise-bn N re-estimates them "
+        "from N batches before each validation (docs/speed.md)",
+    )
     plan["reasons"] = reasons
     validate_plan(plan)
     return plan

@@ -45,6 +45,7 @@ from s2mnet.bench.ablation.arms import (
 )
 from s2mnet.bench.ablation.records import CONFIG, RESULTS, SPLITS, append_result, read_results
 from s2mnet.errors import S2MError
+from s2mnet.planning.budget import steps_per_epoch
 
 MIN_DELTA = 0.005
 
@@ -121,12 +122,6 @@ def read_curve(run_dir: Path) -> list[list[float]]:
     return [
         [int(float(r["step"])), float(r["val_dice"])] for r in rows if r.get("val_dice") not in (None, "")
     ]
-
-
-def steps_per_epoch(samples: int, batch: int) -> int:
-    """Optimiser steps per epoch as the trainer's loader makes them (the last partial batch is dropped
-    when the epoch holds at least two batches)."""
-    return samples // batch if samples >= 2 * batch else math.ceil(samples / batch)
 
 
 def epochs_for_steps(max_steps: int, samples: int, batch: int) -> int:
