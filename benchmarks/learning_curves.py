@@ -194,6 +194,13 @@ def _first_reaching(curve: list[list[float]], threshold: float) -> int | None:
     return next((int(step) for step, dice in curve if dice >= threshold), None)
 
 
+def _first_staying(curve: list[list[float]], threshold: float) -> int | None:
+    """The first step from which the curve never drops below ``threshold`` again."""
+    return next(
+        (int(curve[i][0]) for i in range(len(curve)) if all(d >= threshold for _, d in curve[i:])), None
+    )
+
+
 def _report(runs: list[dict[str, Any]], names: list[str], threshold: float, command: str) -> str:
     by_name = {n: [r for r in runs if r["config"] == n] for n in names}
     by_name = {n: rs for n, rs in by_name.items() if rs}
@@ -205,12 +212,13 @@ def _report(runs: list[dict[str, Any]], names: list[str], threshold: float, comm
         "",
         f"- command: `{command}`",
         "- validation Dice (mean over seeds) after the given optimiser steps; steps / training seconds to "
-        f"first reach validation Dice {threshold} (mean over the seeds that reach it; n = seeds reaching)",
+        f"first reach validation Dice {threshold}, and to stay at or above it from then on (mean over the "
+        "seeds that do; n = such seeds)",
         "- training seconds = steps × the configuration's step, timed on the code path of `s2m train`",
         "",
         f"| configuration | model | loss | change | seeds | s/step | {head} | steps to {threshold} | "
-        f"seconds to {threshold} |",
-        "|---|---|---|---|---:|---:|" + "---:|" * len(marks) + "---:|---:|",
+        f"seconds to {threshold} | steps to stay ≥ {threshold} | seconds to stay |",
+        "|---|---|---|---|---:|---:|" + "---:|" * len(marks) + "---:|---:|---:|---:|",
     ]
     for name, rs in by_name.items():
         steps, values = _mean_curve(rs)
@@ -219,11 +227,14 @@ def _report(runs: list[dict[str, Any]], names: list[str], threshold: float, comm
         step_s = sum(r["step_s"] for r in rs) / len(rs)
         to_steps = f"{sum(reached) / len(reached):.0f} (n={len(reached)})" if reached else "not reached"
         to_seconds = f"{step_s * sum(reached) / len(reached):.0f}" if reached else "—"
+        stayed = [s for s in (_first_staying(r["curve"], threshold) for r in rs) if s is not None]
+        stay_steps = f"{sum(stayed) / len(stayed):.0f} (n={len(stayed)})" if stayed else "never"
+        stay_seconds = f"{step_s * sum(stayed) / len(stayed):.0f}" if stayed else "—"
         change = ", ".join(f"{k}={v}" for k, v in rs[0]["changes"].items()) or "—"
         lines.append(
             f"| {name} | {rs[0]['model']} | {rs[0]['loss']} | {change} | {len(rs)} | {step_s:.3f} | "
             + " | ".join(f"{v:.3f}" for v in at)
-            + f" | {to_steps} | {to_seconds} |"
+            + f" | {to_steps} | {to_seconds} | {stay_steps} | {stay_seconds} |"
         )
     return "\n".join(lines) + "\n"
 
