@@ -146,10 +146,10 @@ def _train(config: TrainConfig, context: DistContext, device_name: str) -> dict[
     if not config.resume:
         budget_s = _budget_s(config, device)
         if budget_s:
-            costs = _time_costs(model, loss_fn, plan, train_set, validate, device, config, context, say)
-            spent_s = time.perf_counter() - start
+            parts = (model, loss_fn, plan, train_set, validate)
+            costs = _time_costs(*parts, device, config, context, say, start)
             flags = {"val_every": config.val_every, "lr": config.lr}
-            plan, warnings = fit_to_budget(plan, budget_s, RunCosts(*costs, spent_s), len(train_cases), flags)
+            plan, warnings = fit_to_budget(plan, budget_s, costs, len(train_cases), flags)
             for line in warnings:
                 say(f"warning: {line}")
         plan = add_training_recipe(plan, config)
@@ -320,16 +320,17 @@ def _time_costs(
     config: TrainConfig,
     context: DistContext,
     say: Callable[[str], None],
-) -> tuple[float, float]:
-    """Seconds of one training step and of one validation here (:mod:`s2mnet.engine.calibrate`); rank
-    0's timings for every rank, so that all ranks plan the same run."""
+    start: float,
+) -> RunCosts:
+    """Seconds of one training step and of one validation here (:mod:`s2mnet.engine.calibrate`) and of
+    the run so far (since ``start``); rank 0's figures for every rank, so that all ranks plan the same run."""
     from s2mnet.engine.calibrate import TIMED_STEPS, time_training_step, time_validation
 
     say(f"timing {TIMED_STEPS} training steps and one validation to plan the run's budget")
     step_s = time_training_step(model, loss_fn, plan, train_set, device, config.amp, config.channels_last)
     validation_s = time_validation(validate, model) if context.is_main else 0.0
-    step_s, validation_s = context.broadcast_floats([step_s, validation_s])
-    return step_s, validation_s
+    spent_s = time.perf_counter() - start
+    return RunCosts(*context.broadcast_floats([step_s, validation_s, spent_s]))
 
 
 def _resumed_plan(config: TrainConfig, index: Any, run_config: dict[str, Any]) -> tuple[dict[str, Any], dict]:
