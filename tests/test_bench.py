@@ -342,6 +342,12 @@ def test_arms_seeds_and_budget() -> None:
     assert not ablation.plateaued([0.5], 1)
     assert ablation.steps_per_epoch(64, 8) == 8 and ablation.steps_per_epoch(12, 8) == 2
     assert ablation.epochs_for_steps(400, 64, 8) == 50
+    from s2mnet.bench.ablation.runner import AblationConfig, _spec
+
+    config = AblationConfig(data=None, out="study", plan={"size": 32}, max_epochs=4)
+    peers = ("paper", "monai_unet_dicece")
+    caps = {name: _spec(config, Path("study"), name, 42)["plan"]["epochs"] for name in peers}
+    assert caps == {"paper": 4, "monai_unet_dicece": 12}  # equal compute for the 3x cheaper peer
 
 
 def test_ablation_command_line_checks(ablation_data: Path, tmp_path: Path, capsys) -> None:

@@ -55,6 +55,10 @@ class Arm:
     loss_args: dict[str, Any] = field(default_factory=dict)
     core: bool = False
     seed_offset: int = 0
+    #: The arm's epoch cap as a multiple of the study's. Equal compute, not equal steps, for a peer whose
+    #: step is much cheaper: MONAI's UNet steps 3x faster than S2M-Net on the CPU (docs/speed.md) and had
+    #: not plateaued at the S2M-Net cap on DRIVE (0.59 validation Dice, still rising).
+    cap_scale: int = 1
 
 
 ARMS: Registry[Arm] = Registry("arm", S2MError)
@@ -108,6 +112,7 @@ _add(
     "monai_unet",
     "dicece",
     core=True,
+    cap_scale=3,
 )
 
 

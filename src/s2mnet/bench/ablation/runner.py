@@ -9,8 +9,9 @@
 * Convergence (:func:`plateaued`): training validates every ``val_every`` epochs (an epoch is a fixed
   number of samples) and stops once the validation Dice has not improved for ``patience`` validations
   (the trainer's early stopping, patience ``patience × val_every`` epochs), or at the cap of
-  ``max_epochs``. A run is *converged* when its validation curve has plateaued: its last ``patience``
-  validations do not beat the best one before them by more than ``min_delta`` (0.005). Early stopping
+  ``max_epochs`` times the arm's ``cap_scale`` (3 for MONAI's UNet, whose step costs a third). A run is
+  *converged* when its validation curve has plateaued: its last ``patience`` validations do not beat the
+  best one before them by more than ``min_delta`` (0.005). Early stopping
   implies it; a run stopped by the cap or the time limit is converged only if its curve satisfies it too.
 * Resumable: every finished run is appended as one JSON line to ``OUT/results.jsonl`` (atomically; a later
   line of the same (arm, seed) wins); a rerun skips those and trains what is missing (a failed or
@@ -185,6 +186,7 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
         "stopped_early": summary["stopped_early"],
         "stopped_by_time": summary["stopped_by_time"],
         "epochs_run": summary["epochs_run"],
+        "epoch_cap": spec["plan"].get("epochs"),
         "steps": curve[-1][0] if curve else None,
         "best_val_dice": summary["best_dice"],
         "curve": curve,
@@ -292,7 +294,7 @@ def _train_size(plan: dict[str, Any]) -> int | None:
 def _spec(config: AblationConfig, out: Path, name: str, seed: int) -> dict[str, Any]:
     plan = dict(config.plan)
     if config.max_epochs is not None:
-        plan["epochs"] = config.max_epochs
+        plan["epochs"] = config.max_epochs * arm(name).cap_scale
     return {
         "variant": name,
         "seed": seed,
