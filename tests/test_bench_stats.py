@@ -45,6 +45,8 @@ def test_paired_run_test_by_hand() -> None:
     assert result["t"] == pytest.approx(t)
     assert result["p"] == pytest.approx(2 * scipy_stats.t.sf(t, 3))
     assert result["wilcoxon_p"] is None  # fewer than 5 pairs
+    half_width = scipy_stats.t.ppf(0.975, 3) * math.sqrt(5 / 3) / 2  # 3.182 · 0.6455 = 2.054
+    assert result["ci"] == pytest.approx([2.5 - half_width, 2.5 + half_width])
     five = paired_run_test([1.0, 2.0, 3.0, 4.0, 5.0], [0.0] * 5)
     assert five["wilcoxon_p"] == pytest.approx(2 / 32)  # all five signed ranks positive, exact
     assert paired_run_test([1.0], [0.0])["p"] is None

@@ -8,7 +8,8 @@ Rebuilt from all of ``results.jsonl`` after every run and by ``--report-only``
   s + offset ↔ s); per pair, the per-case Dice differences over the test cases both runs have, and the
   difference of the two runs' mean Dice over those cases (the run is the unit);
 * Δ: mean over pairs of the run-level difference, with the 95 % CI of :func:`hierarchical_bootstrap_ci`
-  (seeds, then cases within a seed; 10,000 replicates, generator seed 0);
+  (seeds, then cases within a seed; 10,000 replicates, generator seed 0) and the paired t interval over
+  the seeds (n − 1 degrees of freedom; with 3–5 seeds the bootstrap is narrower by construction);
 * paired t-test over the run-level differences (primary) and Wilcoxon (≥ 5 pairs), Holm-adjusted over
   the testable arms (≥ 3 pairs); TOST at ±``margin`` (1 Dice point), Holm-adjusted the same way;
 * verdict (:func:`s2mnet.bench.stats.verdict`): different / equivalent / inconclusive / not testable;
@@ -85,6 +86,7 @@ def compare(runs: list[dict[str, Any]], refs: dict[int, dict[str, Any]], name: s
         "n_pairs": len(pairs),
         "delta": test["mean_diff"],
         "ci": [ci["low"], ci["high"]],
+        "t_ci": test["ci"],
         "run_test": test,
         "tost": tost,
         "by_case": by_case,
@@ -141,7 +143,7 @@ def summarise_results(records: list[dict[str, Any]], reference: str = REFERENCE)
     tost_holm = holm([c["tost"]["p"] if c else None for c in testable])
     for comparison, p, q in zip(compared, p_holm, tost_holm, strict=True):
         comparison["p_holm"], comparison["tost_p_holm"] = p, q
-        ci = (comparison["ci"][0], comparison["ci"][1])
+        ci = _widest(comparison["ci"], comparison["t_ci"])
         comparison["verdict"] = verdict(p, ci, q, comparison["n_pairs"], min_pairs=MIN_PAIRS)
     return {
         "reference": reference,
@@ -174,6 +176,15 @@ def write_report(out: Path, command: Sequence[str] | None = None) -> dict[str, A
     return summary
 
 
+def _widest(*intervals: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """The hull of the intervals: it excludes 0 only if each of them does (on the same side)."""
+    lows = [i[0] for i in intervals if i[0] is not None]
+    highs = [i[1] for i in intervals if i[1] is not None]
+    if len(lows) < len(intervals) or len(highs) < len(intervals):
+        return None, None
+    return min(lows), max(highs)
+
+
 def _distinct(values: Any) -> list[Any]:
     """The distinct non-empty values, in first-seen order (JSON-comparable)."""
     seen: dict[str, Any] = {}
@@ -203,11 +214,12 @@ def _row(row: dict[str, Any]) -> str:
     ]
     c = row.get("vs_reference")
     if c is None:
-        cells += ["–"] * 6 + ["reference" if row["variant"] == REFERENCE else "–"]
+        cells += ["–"] * 7 + ["reference" if row["variant"] == REFERENCE else "–"]
     else:
         test, tost = c["run_test"], c["tost"]
         cells += [
             f"{_points(c['delta'])} [{_points(c['ci'][0])}, {_points(c['ci'][1])}]",
+            f"[{_points(c['t_ci'][0])}, {_points(c['t_ci'][1])}]",
             str(c["n_pairs"]),
             f"{_p(test['p'])} ({_p(c['p_holm'])})",
             _p(test["wilcoxon_p"]),
@@ -236,21 +248,22 @@ def ablation_markdown(summary: dict[str, Any]) -> str:
         "the last `patience` validations beat the earlier best by ≤ `min_delta`).",
         "- Dice: mean ± sd over the converged runs of each run's mean test Dice (same split for all).",
         f"- Δ vs `{summary['reference']}` in Dice points (×100), mean over seed-paired runs, 95 % CI of a "
-        "hierarchical bootstrap (seeds, then test cases within a seed; 10,000 replicates).",
+        "hierarchical bootstrap (seeds, then test cases within a seed; 10,000 replicates); t CI: the paired "
+        "t interval over the seeds (n − 1 degrees of freedom). With 3–5 seeds the bootstrap CI is narrower "
+        "by construction (it resamples a handful of seeds, with normal quantiles); the t CI is the honest "
+        "width.",
         "- t: paired t-test over the pairs' run-level Dice (primary), raw (Holm over the "
         f"{summary['testable']} testable arms); W: Wilcoxon signed-rank (≥ 5 pairs, a check only).",
         f"- TOST: equivalence within ±{margin:g} Dice point (two one-sided paired t-tests), raw (Holm).",
-        f"- verdict: **different** (Holm t p < 0.05 and CI excludes 0), **equivalent** (Holm TOST p < 0.05), "
-        "**different, within the margin** (both: a detected difference smaller than the margin), "
-        f"**inconclusive** otherwise, **not testable** with fewer than {MIN_PAIRS} converged pairs. With 3 "
-        "pairs the seed-level bootstrap CI is narrow by construction (few seeds to resample): read it with "
-        "the A/A control's.",
+        "- verdict: **different** (Holm t p < 0.05 and both CIs exclude 0), **equivalent** (Holm TOST "
+        "p < 0.05), **different, within the margin** (both: a detected difference smaller than the margin), "
+        f"**inconclusive** otherwise, **not testable** with fewer than {MIN_PAIRS} converged pairs.",
         "- case-level t (secondary, not a verdict): the old test, paired over test cases on the per-case "
         "Dice averaged over the pairs' seeds; it treats cases as independent replicates of the training run.",
         "",
-        "| arm | converged/runs | Dice | Δ [95 % CI] | pairs | t p (Holm) | W p | TOST p (Holm) | "
-        "case-level t p (secondary) | verdict |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| arm | converged/runs | Dice | Δ [bootstrap 95 % CI] | t 95 % CI | pairs | t p (Holm) | W p | "
+        "TOST p (Holm) | case-level t p (secondary) | verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         *[_row(row) for row in summary["variants"]],
         "",
         "Arms:",
