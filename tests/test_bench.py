@@ -254,11 +254,12 @@ def test_ablation_runs_report_and_resume(ablation_data: Path, tiny_ablation: tup
     ]
     assert splits[0] == splits[1] == json.loads((out / "splits.json").read_text())["test"]
     row = next(r for r in report["variants"] if r["variant"] == "no_sstm")
-    assert {"ci", "run_test", "tost", "p_holm", "tost_p_holm", "by_case", "verdict"} <= set(
+    assert {"ci", "t_ci", "run_test", "tost", "p_holm", "tost_p_holm", "by_case", "verdict"} <= set(
         row["vs_reference"]
     )
     text = (out / "ablation.md").read_text()
-    for column in ("Δ [95 % CI]", "t p (Holm)", "TOST p (Holm)", "case-level t p (secondary)", "verdict"):
+    columns = ("Δ [bootstrap 95 % CI]", "t 95 % CI", "t p (Holm)", "TOST p (Holm)", "case-level t p")
+    for column in (*columns, "verdict"):
         assert column in text
     assert "| no_sstm |" in text and "hierarchical bootstrap" in text
     assert (out / "ablation.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
@@ -344,16 +345,22 @@ def test_arms_seeds_and_budget() -> None:
     assert ablation.epochs_for_steps(400, 64, 8) == 50
     from s2mnet.bench.ablation.runner import AblationConfig, _spec
 
-    config = AblationConfig(data=None, out="study", plan={"size": 32}, max_epochs=4)
-    peers = ("paper", "monai_unet_dicece")
-    caps = {name: _spec(config, Path("study"), name, 42)["plan"]["epochs"] for name in peers}
-    assert caps == {"paper": 4, "monai_unet_dicece": 12}  # equal compute for the 3x cheaper peer
+    config = AblationConfig(data=None, out="study", plan={"size": 32}, max_epochs=20, min_epochs=5)
+    specs = {name: _spec(config, Path("study"), name, 42) for name in ("paper", "monai_unet_dicece")}
+    # equal compute for the 3x cheaper peer: cap and floor scale, the learning rate stays the study's
+    assert {n: (s["plan"]["epochs"], s["min_epochs"], s["lr"]) for n, s in specs.items()} == {
+        "paper": (20, 5, 1e-3),
+        "monai_unet_dicece": (60, 15, 1e-3),
+    }
 
 
 def test_ablation_command_line_checks(ablation_data: Path, tmp_path: Path, capsys) -> None:
     base = ["bench", "ablation", "--data", str(ablation_data), "--out", str(tmp_path / "out")]
     assert main([*base, "--max-steps", "10"]) != 0
     assert "--max-steps needs --samples-per-epoch and --batch-size" in capsys.readouterr().err
+    steps = ["--samples-per-epoch", "8", "--batch-size", "4"]
+    assert main([*base, *steps, "--max-steps", "4", "--min-steps", "6"]) != 0
+    assert "is above the cap" in capsys.readouterr().err
     assert main([*base, "--plan", "epochs=3"]) != 0
     assert "--max-epochs or --max-steps" in capsys.readouterr().err
     assert main([*base, "--arms", "k99"]) != 0

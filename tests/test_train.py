@@ -20,7 +20,13 @@ from s2mnet.engine.schedule import warmup_cosine
 from s2mnet.engine.train import train
 from s2mnet.engine.trainer import Trainer
 from s2mnet.errors import S2MError
-from s2mnet.planning.recipe import PAPER_LR, SHORT_RUN_LR, add_training_recipe, default_warmup_epochs
+from s2mnet.planning.recipe import (
+    PAPER_LR,
+    SHORT_RUN_LR,
+    add_training_recipe,
+    default_lr,
+    default_warmup_epochs,
+)
 
 TINY = {"size": 32, "epochs": 2, "batch_size": 4, "samples_per_epoch": 8, "mode": "resize"}
 
@@ -94,6 +100,8 @@ def test_recipe_defaults_and_overrides() -> None:
     assert short["patience"] == 0 and short["warmup_epochs"] == 2
     default_short = add_training_recipe({"epochs": 20}, TrainConfig(data=".", out="."))
     assert default_short["lr"] == SHORT_RUN_LR and default_short["patience"] == 10
+    assert default_short["min_epochs"] == 0 and paper["min_epochs"] == 0  # no floor unless asked
+    assert default_lr(20) == SHORT_RUN_LR and default_lr(60) == PAPER_LR
 
 
 # --- output folders -------------------------------------------------------------------------------
@@ -203,12 +211,15 @@ class _ConstantLoss(nn.Module):
         return self.weight * nn.functional.binary_cross_entropy_with_logits(logits, target)
 
 
-def _stub_trainer(val_scores: list[float], epochs: int, patience: int) -> Trainer:
+def _stub_trainer(
+    val_scores: list[float], epochs: int, patience: int, min_epochs: int | None = None
+) -> Trainer:
     torch.manual_seed(0)
     images = torch.randn(8, 1, 8, 8)
     batches = [{"image": images[i : i + 4], "mask": (images[i : i + 4] > 0).float()} for i in (0, 4)]
     scores = iter(val_scores)
-    plan = add_training_recipe({"epochs": epochs}, TrainConfig(data=".", out=".", patience=patience))
+    flags = TrainConfig(data=".", out=".", patience=patience, min_epochs=min_epochs)
+    plan = add_training_recipe({"epochs": epochs}, flags)
     return Trainer(
         nn.Conv2d(1, 1, 3, padding=1),
         _ConstantLoss(),
@@ -242,6 +253,18 @@ def test_early_stopping_and_best_checkpoint(tmp_path: Path) -> None:
     assert load_file(tmp_path / "best.safetensors").keys() == load_file(tmp_path / "last.safetensors").keys()
     assert trainer.loss_fn.weight.item() != before  # loss parameters are in the optimiser
     assert trainer.step == 10
+
+
+def test_early_stopping_waits_for_min_epochs(tmp_path: Path) -> None:
+    from s2mnet.engine.run_log import RunLogger
+
+    # flat at the start (an all-background model): patience 2 would stop at epoch 3, the floor keeps it
+    # going to epoch 5, where it has improved, and it stops 2 stalled epochs after that
+    trainer = _stub_trainer([0.2, 0.2, 0.2, 0.2, 0.6, 0.6, 0.6, 0.9], epochs=8, patience=2, min_epochs=5)
+    assert trainer.plan["min_epochs"] == 5
+    config = TrainConfig(data=".", out=tmp_path, quiet=True)
+    summary = _fit(trainer, RunLogger(tmp_path, tensorboard=False), tmp_path, config, lambda m: None, 0.0)
+    assert (summary["epochs_run"], summary["best_epoch"], summary["stopped_early"]) == (7, 5, True)
 
 
 def test_non_finite_loss_is_reported() -> None:

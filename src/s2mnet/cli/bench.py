@@ -229,6 +229,11 @@ def _add_ablation(commands: argparse._SubParsersAction) -> None:
     cap.add_argument(
         "--max-steps", type=int, help="cap in optimiser steps (needs --samples-per-epoch and --batch-size)"
     )
+    floor = convergence.add_mutually_exclusive_group()
+    floor.add_argument("--min-epochs", type=int, help="early stopping never stops a run before this epoch")
+    floor.add_argument(
+        "--min-steps", type=int, help="the same in steps (needs --samples-per-epoch and --batch-size)"
+    )
     convergence.add_argument("--val-every", type=int, default=1, help="validate every N epochs (1)")
     convergence.add_argument(
         "--patience", type=int, default=5, help="validations without improvement that stop a run (5)"
@@ -264,11 +269,12 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
     if args.data is None:
         raise S2MError("--data is required (except with --report-only)")
     plan: dict[str, Any] = {}
-    for key in ("size", "patch_size", "batch_size", "samples_per_epoch", "max_epochs", "max_steps"):
+    limits = ("max_epochs", "max_steps", "min_epochs", "min_steps")
+    for key in ("size", "patch_size", "batch_size", "samples_per_epoch", *limits):
         value = getattr(args, key)
         if value is not None and value < 1:
             raise S2MError(f"--{key.replace('_', '-')} {value}: must be a positive integer")
-        if value is not None and key not in ("max_epochs", "max_steps"):
+        if value is not None and key not in limits:
             plan[key] = value
     for pair in args.plan:
         key, sep, value = pair.partition("=")
@@ -280,11 +286,16 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
             plan[key] = value
     if "epochs" in plan:
         raise S2MError("--plan epochs=...: use --max-epochs or --max-steps (the cap of the convergence rule)")
-    max_epochs = args.max_epochs
-    if args.max_steps is not None:
+    max_epochs, min_epochs = args.max_epochs, args.min_epochs
+    for flag, steps in (("--max-steps", args.max_steps), ("--min-steps", args.min_steps)):
+        if steps is None:
+            continue
         if not plan.get("samples_per_epoch") or not plan.get("batch_size"):
-            raise S2MError("--max-steps needs --samples-per-epoch and --batch-size (steps per epoch)")
-        max_epochs = epochs_for_steps(args.max_steps, int(plan["samples_per_epoch"]), int(plan["batch_size"]))
+            raise S2MError(f"{flag} needs --samples-per-epoch and --batch-size (steps per epoch)")
+        epochs = epochs_for_steps(steps, int(plan["samples_per_epoch"]), int(plan["batch_size"]))
+        max_epochs, min_epochs = (epochs, min_epochs) if flag == "--max-steps" else (max_epochs, epochs)
+    if min_epochs is not None and max_epochs is not None and min_epochs > max_epochs:
+        raise S2MError(f"--min-steps/--min-epochs: {min_epochs} epochs is above the cap ({max_epochs})")
     run_ablation(
         AblationConfig(
             data=args.data,
@@ -294,6 +305,7 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
             other_seeds=args.other_seeds,
             plan=plan,
             max_epochs=max_epochs,
+            min_epochs=min_epochs,
             patience=args.patience,
             val_every=args.val_every,
             min_delta=args.min_delta,

@@ -107,6 +107,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     recipe.add_argument("--val-every", type=int, help="validate every N epochs (default 1)")
     recipe.add_argument("--patience", type=int, help="early-stopping patience in epochs (0 = off)")
     recipe.add_argument(
+        "--min-epochs", type=int, help="early stopping never stops before this epoch (default 0)"
+    )
+    recipe.add_argument(
         "--precise-bn",
         type=int,
         metavar="N",
@@ -190,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
         min_lr=args.min_lr,
         clip_grad=args.clip_grad,
         patience=args.patience,
+        min_epochs=args.min_epochs,
         val_every=args.val_every,
         precise_bn=args.precise_bn,
         workers=args.workers,

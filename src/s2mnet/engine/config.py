@@ -28,9 +28,11 @@ class TrainConfig:
             file name or stem); ``None`` → the published split or a seeded 70/15/15 split.
         plan_overrides: data-plan choices (``size``, ``patch_size``, ``mode``, ``preprocess``, ``epochs``,
             ``batch_size``, ``samples_per_epoch``, ``num_classes``, ``use_fov``...).
-        lr, weight_decay, warmup_epochs, min_lr, clip_grad, patience, val_every, precise_bn: recipe
-            overrides; ``patience=0`` disables early stopping; ``precise_bn=N`` re-estimates BatchNorm's
-            running statistics from N training batches before each validation (0 = off, the default).
+        lr, weight_decay, warmup_epochs, min_lr, clip_grad, patience, min_epochs, val_every, precise_bn:
+            recipe overrides; ``patience=0`` disables early stopping, ``min_epochs=N`` keeps it from
+            stopping before epoch N (a run that has not left its start yet); ``precise_bn=N``
+            re-estimates BatchNorm's running statistics from N training batches before each validation
+            (0 = off, the default).
         workers: DataLoader worker processes (``None`` → 0 on CPU, up to 8 on CUDA).
         amp: mixed precision on CUDA: ``"none"``, ``"bf16"`` or ``"fp16"`` (with a gradient scaler); on
             CPU a warning is printed and training runs in float32. SSTM's FFTs always run in float32.
@@ -68,6 +70,7 @@ class TrainConfig:
     min_lr: float | None = None
     clip_grad: float | None = None
     patience: int | None = None
+    min_epochs: int | None = None
     val_every: int | None = None
     precise_bn: int | None = None
     workers: int | None = None

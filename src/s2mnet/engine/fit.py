@@ -42,6 +42,7 @@ def fit(
     plan, context = trainer.plan, trainer.context
     epochs, val_every, patience = trainer.epochs, int(plan["val_every"]), int(plan["patience"])
     precise_bn = int(plan.get("precise_bn") or 0)
+    min_epochs = int(plan.get("min_epochs") or 0)
     show_bar = (
         (not config.quiet)
         and context.is_main
@@ -106,7 +107,7 @@ def fit(
             if not math.isnan(val_dice):
                 row["val_dice"] = val_dice
             improved = _update_best(trainer, row.get("val_dice"), epoch)
-            stalled = epoch - trainer.best_epoch >= patience
+            stalled = epoch - trainer.best_epoch >= patience and epoch >= min_epochs
             stopped_early = patience > 0 and trainer.validate is not None and stalled and epoch < epochs
             stopped_by_time = bool(timed_out) and epoch < epochs and not stopped_early
             elapsed = time.perf_counter() - train_start

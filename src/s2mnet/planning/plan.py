@@ -42,8 +42,9 @@ class Plan:
     ``loss``, ``batch_size``, ``epochs``, ``samples_per_epoch``, ``augment``, ``foreground_bias``,
     ``device`` (cpu | gpu: the budget planned for), ``sw_batch_size``.
     Recipe (:mod:`s2mnet.planning.recipe`): ``lr``, ``weight_decay``, ``warmup_epochs``, ``min_lr``,
-    ``clip_grad``, ``patience``, ``val_every``, ``precise_bn``. Budget (:mod:`s2mnet.planning.budget`):
-    ``budget_s``, the wall time the run was planned for. ``reasons``: key → why it has its value.
+    ``clip_grad``, ``patience``, ``min_epochs``, ``val_every``, ``precise_bn``. Budget
+    (:mod:`s2mnet.planning.budget`): ``budget_s``, the wall time the run was planned for. ``reasons``:
+    key → why it has its value.
     """
 
     mode: str | None = field(default=None, metadata=_spec(kind=(str,), choices=("resize", "patch")))
@@ -81,6 +82,7 @@ class Plan:
     min_lr: float | None = field(default=None, metadata=_spec(kind=(int, float), bounds=(0.0, 10.0)))
     clip_grad: float | None = field(default=None, metadata=_spec(kind=(int, float), bounds=(0.0, 1e6)))
     patience: int | None = field(default=None, metadata=_spec(kind=(int,), bounds=(0, 100_000)))
+    min_epochs: int | None = field(default=None, metadata=_spec(kind=(int,), bounds=(0, 100_000)))
     val_every: int | None = field(default=None, metadata=_spec(kind=(int,), bounds=(1, 100_000)))
     precise_bn: int | None = field(default=None, metadata=_spec(kind=(int,), bounds=(0, 100_000)))
     budget_s: float | None = field(default=None, metadata=_spec(kind=(int, float), bounds=(1.0, 1e8)))

@@ -34,6 +34,7 @@ RECIPE_KEYS = (
     "min_lr",
     "clip_grad",
     "patience",
+    "min_epochs",
     "val_every",
     "precise_bn",
 )
@@ -42,6 +43,11 @@ RECIPE_KEYS = (
 PAPER_LR = 1e-4
 SHORT_RUN_LR = 1e-3
 SHORT_RUN_EPOCHS = 60
+
+
+def default_lr(epochs: int) -> float:
+    """The recipe's peak learning rate for a run of ``epochs`` (see the module docstring)."""
+    return SHORT_RUN_LR if epochs < SHORT_RUN_EPOCHS else PAPER_LR
 
 
 def add_training_recipe(plan: Mapping[str, Any], flags: Mapping[str, Any] | Any = None) -> dict[str, Any]:
@@ -65,7 +71,7 @@ def add_training_recipe(plan: Mapping[str, Any], flags: Mapping[str, Any] | Any 
         elif key not in plan:
             plan[key], reasons[key] = default, why
 
-    if epochs < SHORT_RUN_EPOCHS:
+    if default_lr(epochs) == SHORT_RUN_LR:
         choose(
             "lr",
             config.lr,
@@ -88,6 +94,12 @@ def add_training_recipe(plan: Mapping[str, Any], flags: Mapping[str, Any] | Any 
         config.patience,
         max(10, math.ceil(epochs / 3)),
         "paper: patience 50 of 150 epochs; a third of the run, at least 10",
+    )
+    choose(
+        "min_epochs",
+        config.min_epochs,
+        0,
+        "early stopping may stop from the first validations on (the paper names no minimum)",
     )
     choose("val_every", config.val_every, 1, "validate every epoch")
     choose(

@@ -47,6 +47,7 @@ from s2mnet.bench.ablation.arms import (
 from s2mnet.bench.ablation.records import CONFIG, RESULTS, SPLITS, append_result, read_results
 from s2mnet.errors import S2MError
 from s2mnet.planning.budget import steps_per_epoch
+from s2mnet.planning.recipe import default_lr
 
 MIN_DELTA = 0.005
 
@@ -64,6 +65,8 @@ class AblationConfig:
         plan: plan overrides shared by every run (``size``, ``patch_size``, ``batch_size``,
             ``samples_per_epoch``, ...); ``epochs`` comes from ``max_epochs``.
         max_epochs: the cap (``None``: the plan's default number of epochs).
+        min_epochs: early stopping never stops a run before this epoch (``None``: no floor), so that a
+            run still at its starting point (all background) is not stopped as "plateaued".
         patience: validations without improvement that stop a run and define a plateau.
         val_every: validate every N epochs.
         min_delta: improvement below this does not count for the plateau (0.005 Dice).
@@ -83,6 +86,7 @@ class AblationConfig:
     other_seeds: int = DEFAULT_OTHER_SEEDS
     plan: dict[str, Any] = field(default_factory=dict)
     max_epochs: int | None = None
+    min_epochs: int | None = None
     patience: int = 5
     val_every: int = 1
     min_delta: float = MIN_DELTA
@@ -157,6 +161,7 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
             loss_args=dict(entry.loss_args),
             lr=spec["lr"],
             patience=spec["patience"] * spec["val_every"],
+            min_epochs=spec.get("min_epochs"),
             val_every=spec["val_every"],
             amp=spec["amp"],
             workers=spec["workers"],
@@ -231,7 +236,9 @@ def _machine(device: Any) -> dict[str, str]:
 
 
 def _budget(config: AblationConfig) -> dict[str, Any]:
+    floor = {} if config.min_epochs is None else {"min_epochs": config.min_epochs}  # older studies had none
     return {
+        **floor,
         "data": str(Path(config.data).resolve()) if config.data is not None else None,
         "plan": config.plan,
         "max_epochs": config.max_epochs,
@@ -293,8 +300,14 @@ def _train_size(plan: dict[str, Any]) -> int | None:
 
 def _spec(config: AblationConfig, out: Path, name: str, seed: int) -> dict[str, Any]:
     plan = dict(config.plan)
+    scale = arm(name).cap_scale
     if config.max_epochs is not None:
-        plan["epochs"] = config.max_epochs * arm(name).cap_scale
+        plan["epochs"] = config.max_epochs * scale
+    lr = config.lr
+    if lr is None and config.max_epochs is not None:
+        # The recipe picks the learning rate from the run's length; a larger cap (cap_scale) must not
+        # change it, so every arm gets the one of the study's cap.
+        lr = default_lr(config.max_epochs)
     return {
         "variant": name,
         "seed": seed,
@@ -303,7 +316,8 @@ def _spec(config: AblationConfig, out: Path, name: str, seed: int) -> dict[str, 
         "splits": str(out / SPLITS),
         "plan": plan,
         "model_args": resolve_model_args(name, _train_size(plan)),
-        "lr": config.lr,
+        "lr": lr,
+        "min_epochs": None if config.min_epochs is None else config.min_epochs * scale,
         "patience": config.patience,
         "val_every": config.val_every,
         "min_delta": config.min_delta,
