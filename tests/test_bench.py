@@ -121,9 +121,16 @@ def test_summary_of_hand_made_results() -> None:
     aa = rows["paper_aa"]["vs_reference"]
     assert no_sstm["p_holm"] == pytest.approx(holm([expected, aa["run_test"]["p"]])[0])
     assert no_sstm["ci"][1] < 0 and no_sstm["verdict"] == "different"
+    # t interval over the 3 run-level differences −0.53/3, −0.51/3, −0.49/3: mean −0.17, sd 0.02/3, df 2
+    half_width = scipy_stats.t.ppf(0.975, 2) * (0.02 / 3) / math.sqrt(3)
+    assert no_sstm["t_ci"] == pytest.approx([-0.17 - half_width, -0.17 + half_width])
     assert aa["pairs"] == [[1 + offset, 1], [2 + offset, 2], [3 + offset, 3], [4 + offset, 4]]
     assert aa["delta"] == pytest.approx(0.0, abs=1e-12) and aa["run_test"]["p"] == pytest.approx(1.0)
     assert aa["verdict"] == "equivalent"
+    first = aa["by_case_per_pair"][0]  # the old case-level test on seed pair 1 alone: differences 0, .002, 0
+    assert first["seeds"] == [1 + offset, 1] and first["delta"] == pytest.approx(0.002 / 3)
+    expected_pair = scipy_stats.ttest_rel([0.81, 0.702, 0.75], [0.81, 0.70, 0.75]).pvalue
+    assert first["t_p"] == pytest.approx(expected_pair)
     assert rows["k16"]["vs_reference"]["verdict"] == "not testable"
 
 
@@ -254,7 +261,7 @@ def test_ablation_runs_report_and_resume(ablation_data: Path, tiny_ablation: tup
     ]
     assert splits[0] == splits[1] == json.loads((out / "splits.json").read_text())["test"]
     row = next(r for r in report["variants"] if r["variant"] == "no_sstm")
-    assert {"ci", "t_ci", "run_test", "tost", "p_holm", "tost_p_holm", "by_case", "verdict"} <= set(
+    assert {"ci", "t_ci", "run_test", "tost", "p_holm", "tost_p_holm", "by_case", "by_case_per_pair"} <= set(
         row["vs_reference"]
     )
     text = (out / "ablation.md").read_text()

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from s2mnet.bench.ablation.arms import ARMS, REFERENCE, reference_seed
+from s2mnet.bench.ablation.arms import AA_ARM, ARMS, REFERENCE, reference_seed
 from s2mnet.bench.ablation.records import CONFIG, RESULTS, read_results
 from s2mnet.bench.stats import (
     hierarchical_bootstrap_ci,
@@ -47,6 +47,15 @@ BOOTSTRAP = 10_000
 
 def _converged(record: dict[str, Any]) -> bool:
     return record.get("converged") is True
+
+
+def _case_level_by_pair(run: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+    """The old case-level paired t-test on one pair of runs (test images as the unit)."""
+    shared = sorted(set(run.get("cases") or {}) & set(ref.get("cases") or {}))
+    test = paired_tests(
+        [float(run["cases"][c]["dice"]) for c in shared], [float(ref["cases"][c]["dice"]) for c in shared]
+    )
+    return {"seeds": [int(run["seed"]), int(ref["seed"])], "delta": test["mean_diff"], "t_p": test["t_p"]}
 
 
 def _pair(run: dict[str, Any], ref: dict[str, Any]) -> tuple[float, float, list[float]]:
@@ -90,6 +99,7 @@ def compare(runs: list[dict[str, Any]], refs: dict[int, dict[str, Any]], name: s
         "run_test": test,
         "tost": tost,
         "by_case": by_case,
+        "by_case_per_pair": [_case_level_by_pair(run, ref) for run, ref in pairs],
     }
 
 
@@ -230,6 +240,25 @@ def _row(row: dict[str, Any]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _aa_case_level(summary: dict[str, Any]) -> list[str]:
+    """What the old case-level test says about each single A/A pair (same configuration, other seeds)."""
+    row = next((r for r in summary["variants"] if r["variant"] == AA_ARM), None)
+    pairs = (row or {}).get("vs_reference", {}).get("by_case_per_pair") or []
+    if not pairs:
+        return []
+    significant = sum(p["t_p"] is not None and p["t_p"] < 0.05 for p in pairs)
+    listed = "; ".join(
+        f"seeds {p['seeds'][0]} vs {p['seeds'][1]}: Δ {_points(p['delta'])}, p = {_p(p['t_p'])}"
+        for p in pairs
+    )
+    return [
+        f"A/A control, the old case-level paired t-test on each single pair of converged runs (test images "
+        f'as the unit): {listed}. {significant} of {len(pairs)} pairs come out "significant" (p < 0.05) '
+        "although both runs of a pair have the same configuration.",
+        "",
+    ]
+
+
 def ablation_markdown(summary: dict[str, Any]) -> str:
     """The Markdown report (the statistics are described in the module docstring and docs/bench.md)."""
     margin = 100 * summary["margin"]
@@ -266,6 +295,7 @@ def ablation_markdown(summary: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         *[_row(row) for row in summary["variants"]],
         "",
+        *_aa_case_level(summary),
         "Arms:",
         "",
         *[f"- `{row['variant']}`: {row['description']}" for row in summary["variants"]],
