@@ -278,9 +278,10 @@ def ablation_markdown(summary: dict[str, Any]) -> str:
         "- Dice: mean ± sd over the converged runs of each run's mean test Dice (same split for all).",
         f"- Δ vs `{summary['reference']}` in Dice points (×100), mean over seed-paired runs, 95 % CI of a "
         "hierarchical bootstrap (seeds, then test cases within a seed; 10,000 replicates); t CI: the paired "
-        "t interval over the seeds (n − 1 degrees of freedom). With 3–5 seeds the bootstrap CI is narrower "
-        "by construction (it resamples a handful of seeds, with normal quantiles); the t CI is the honest "
-        "width.",
+        "t interval over the seeds (n − 1 degrees of freedom). With 3–5 seeds the bootstrap cannot represent "
+        "the spread between seeds (it resamples a handful of values, with normal-like quantiles): where "
+        "per-case Dice is smooth it is narrower than the t CI; where it is bimodal, the case resampling "
+        "makes it wider.",
         "- t: paired t-test over the pairs' run-level Dice (primary), raw (Holm over the "
         f"{summary['testable']} testable arms); W: Wilcoxon signed-rank (≥ 5 pairs, a check only).",
         f"- TOST: equivalence within ±{margin:g} Dice point (two one-sided paired t-tests), raw (Holm).",
