@@ -286,14 +286,16 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
             plan[key] = value
     if "epochs" in plan:
         raise S2MError("--plan epochs=...: use --max-epochs or --max-steps (the cap of the convergence rule)")
-    max_epochs, min_epochs = args.max_epochs, args.min_epochs
-    for flag, steps in (("--max-steps", args.max_steps), ("--min-steps", args.min_steps)):
+
+    def in_epochs(epochs: int | None, steps: int | None, flag: str) -> int | None:
         if steps is None:
-            continue
+            return epochs
         if not plan.get("samples_per_epoch") or not plan.get("batch_size"):
             raise S2MError(f"{flag} needs --samples-per-epoch and --batch-size (steps per epoch)")
-        epochs = epochs_for_steps(steps, int(plan["samples_per_epoch"]), int(plan["batch_size"]))
-        max_epochs, min_epochs = (epochs, min_epochs) if flag == "--max-steps" else (max_epochs, epochs)
+        return epochs_for_steps(steps, int(plan["samples_per_epoch"]), int(plan["batch_size"]))
+
+    max_epochs = in_epochs(args.max_epochs, args.max_steps, "--max-steps")
+    min_epochs = in_epochs(args.min_epochs, args.min_steps, "--min-steps")
     if min_epochs is not None and max_epochs is not None and min_epochs > max_epochs:
         raise S2MError(f"--min-steps/--min-epochs: {min_epochs} epochs is above the cap ({max_epochs})")
     run_ablation(
