@@ -124,6 +124,10 @@ def test_summary_of_hand_made_results() -> None:
     # t interval over the 3 run-level differences −0.53/3, −0.51/3, −0.49/3: mean −0.17, sd 0.02/3, df 2
     half_width = scipy_stats.t.ppf(0.975, 2) * (0.02 / 3) / math.sqrt(3)
     assert no_sstm["t_ci"] == pytest.approx([-0.17 - half_width, -0.17 + half_width])
+    # simultaneous over the 2 testable arms: level 1 − 0.05/2, quantile t_{0.9875, 2}
+    wide = scipy_stats.t.ppf(0.9875, 2) * (0.02 / 3) / math.sqrt(3)
+    assert no_sstm["simultaneous_t_ci"] == pytest.approx([-0.17 - wide, -0.17 + wide]) and wide > half_width
+    assert rows["k16"]["vs_reference"]["simultaneous_t_ci"] == [None, None]
     assert aa["pairs"] == [[1 + offset, 1], [2 + offset, 2], [3 + offset, 3], [4 + offset, 4]]
     assert aa["delta"] == pytest.approx(0.0, abs=1e-12) and aa["run_test"]["p"] == pytest.approx(1.0)
     assert aa["verdict"] == "equivalent"
@@ -261,11 +265,18 @@ def test_ablation_runs_report_and_resume(ablation_data: Path, tiny_ablation: tup
     ]
     assert splits[0] == splits[1] == json.loads((out / "splits.json").read_text())["test"]
     row = next(r for r in report["variants"] if r["variant"] == "no_sstm")
-    assert {"ci", "t_ci", "run_test", "tost", "p_holm", "tost_p_holm", "by_case", "by_case_per_pair"} <= set(
-        row["vs_reference"]
-    )
+    assert {
+        "ci",
+        "t_ci",
+        "simultaneous_t_ci",
+        "run_test",
+        "tost",
+        "p_holm",
+        "by_case",
+        "by_case_per_pair",
+    } <= set(row["vs_reference"])
     text = (out / "ablation.md").read_text()
-    columns = ("Δ [bootstrap 95 % CI]", "t 95 % CI", "t p (Holm)", "TOST p (Holm)", "case-level t p")
+    columns = ("Δ [bootstrap 95 % CI]", "t 95 % CI", "simultaneous t CI", "t p (Holm)", "TOST p (Holm)")
     for column in (*columns, "verdict"):
         assert column in text
     assert "| no_sstm |" in text and "hierarchical bootstrap" in text
@@ -373,3 +384,58 @@ def test_ablation_command_line_checks(ablation_data: Path, tmp_path: Path, capsy
     assert main([*base, "--arms", "k99"]) != 0
     assert "unknown ['k99']" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+_WORKER = (
+    "from s2mnet.bench.ablation.runner import die_with_parent; die_with_parent(); "
+    "print('ready', flush=True); import time; time.sleep(120)"
+)
+_PARENT = f"""
+import os, subprocess, sys, time
+from s2mnet.bench.ablation.runner import PARENT_PID_ENV
+env = {{**os.environ, PARENT_PID_ENV: str(os.getpid())}}
+child = subprocess.Popen([sys.executable, "-c", {_WORKER!r}], env=env, stdout=subprocess.PIPE, text=True)
+child.stdout.readline()
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="parent-death signal is Linux-only")
+def test_a_killed_study_takes_its_workers_with_it() -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    assert _alive(worker)
+    parent.send_signal(signal.SIGKILL)  # kill -9: the parent gets no chance to clean up
+    parent.wait()
+    deadline = time.monotonic() + 60  # generous: the check is that it ends, not how fast
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(worker)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="parent-death signal is Linux-only")
+def test_a_worker_whose_parent_is_already_gone_stops() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from s2mnet.bench.ablation.runner import PARENT_PID_ENV
+
+    env = {**os.environ, PARENT_PID_ENV: str(os.getpid() + 999_999)}  # not this worker's parent
+    command = [sys.executable, "-c", _WORKER]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "is gone" in done.stderr and "ready" not in done.stdout

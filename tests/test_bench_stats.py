@@ -7,7 +7,14 @@ import math
 import pytest
 from scipy import stats as scipy_stats
 
-from s2mnet.bench.stats import hierarchical_bootstrap_ci, holm, paired_run_test, tost_paired, verdict
+from s2mnet.bench.stats import (
+    hierarchical_bootstrap_ci,
+    holm,
+    paired_run_test,
+    t_interval,
+    tost_paired,
+    verdict,
+)
 
 
 def test_bootstrap_of_constant_differences_is_that_constant() -> None:
@@ -52,6 +59,22 @@ def test_paired_run_test_by_hand() -> None:
     assert paired_run_test([1.0], [0.0])["p"] is None
     assert paired_run_test([1.0, 2.0], [0.5, 1.5])["p"] == 0.0  # constant non-zero difference
     assert paired_run_test([1.0, 2.0], [1.0, 2.0])["p"] == 1.0  # no difference at all
+
+
+def test_simultaneous_t_interval_by_hand() -> None:
+    # differences 1, 2, 3, 4 (mean 2.5, se sqrt(5/3)/2), 10 comparisons: level 1 − 0.05/10 = 0.995, so the
+    # two-sided quantile is t_{0.9975, 3} = 7.453 and the interval is 2.5 ± 7.453 · 0.6455 = [−2.31, 7.31]
+    low, high = t_interval([1.0, 2.0, 3.0, 4.0], 1.0 - 0.05 / 10)
+    half_width = scipy_stats.t.ppf(0.9975, 3) * math.sqrt(5 / 3) / 2
+    assert half_width == pytest.approx(4.811, abs=1e-3)
+    assert (low, high) == pytest.approx((2.5 - half_width, 2.5 + half_width))
+    assert t_interval([1.0, 2.0, 3.0, 4.0]) == pytest.approx(
+        paired_run_test([1.0, 2.0, 3.0, 4.0], [0.0] * 4)["ci"]
+    )
+    assert t_interval([0.2, 0.2], 0.99) == pytest.approx([0.2, 0.2])  # identical differences: zero width
+    assert t_interval([0.2]) == [None, None]
+    with pytest.raises(ValueError):
+        t_interval([1.0, 2.0], 1.0)
 
 
 def test_holm_by_hand() -> None:

@@ -124,6 +124,28 @@ def hierarchical_bootstrap_ci(
     return result
 
 
+def t_interval(diffs: Sequence[float], level: float = 0.95) -> list[float | None]:
+    """Two-sided t interval of the mean of paired differences (n − 1 degrees of freedom).
+
+    With ``level = 1 − 0.05 / m`` it is the Bonferroni-simultaneous 95 % interval of m comparisons: all m
+    intervals cover their true mean differences at once with probability ≥ 95 %.
+
+    Returns:
+        ``[low, high]``; ``[None, None]`` with fewer than 2 differences (zero width if they are identical).
+    """
+    diff = np.asarray(diffs, dtype=float)
+    if diff.size < 2:
+        return [None, None]
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    from scipy import stats
+
+    mean = float(diff.mean())
+    quantile = float(stats.t.ppf(0.5 + level / 2.0, diff.size - 1))
+    half_width = quantile * float(diff.std(ddof=1)) / math.sqrt(diff.size)
+    return [mean - half_width, mean + half_width]
+
+
 def paired_run_test(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
     """Paired test with the training run as the unit: ``a[i]`` and ``b[i]`` are the mean test Dice of the
     variant's and the reference's runs of pair ``i``.
@@ -157,8 +179,7 @@ def paired_run_test(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
 
     sd = float(diff.std(ddof=1))
     mean = float(diff.mean())
-    half_width = float(stats.t.ppf(0.975, diff.size - 1)) * sd / math.sqrt(diff.size)
-    result["ci"] = [mean - half_width, mean + half_width]
+    result["ci"] = t_interval(diff, 0.95)
     if sd == 0.0:
         result["p"] = 0.0 if diff[0] != 0 else 1.0
     else:

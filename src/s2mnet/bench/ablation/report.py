@@ -9,7 +9,9 @@ Rebuilt from all of ``results.jsonl`` after every run and by ``--report-only``
   difference of the two runs' mean Dice over those cases (the run is the unit);
 * Δ: mean over pairs of the run-level difference, with the 95 % CI of :func:`hierarchical_bootstrap_ci`
   (seeds, then cases within a seed; 10,000 replicates, generator seed 0) and the paired t interval over
-  the seeds (n − 1 degrees of freedom; with 3–5 seeds the bootstrap is narrower by construction);
+  the seeds (n − 1 degrees of freedom; with 3–5 seeds the bootstrap is narrower by construction), and
+  the same t interval at level 1 − 0.05/m for the m testable arms (Bonferroni-simultaneous 95 %: what
+  effect sizes the data rule out, e.g. the paper's, even where no verdict is reached);
 * paired t-test over the run-level differences (primary) and Wilcoxon (≥ 5 pairs), Holm-adjusted over
   the testable arms (≥ 3 pairs); TOST at ±``margin`` (1 Dice point), Holm-adjusted the same way;
 * verdict (:func:`s2mnet.bench.stats.verdict`): different / equivalent / inconclusive / not testable;
@@ -35,6 +37,7 @@ from s2mnet.bench.stats import (
     mean_sd,
     paired_run_test,
     paired_tests,
+    t_interval,
     tost_paired,
     verdict,
 )
@@ -91,6 +94,7 @@ def compare(runs: list[dict[str, Any]], refs: dict[int, dict[str, Any]], name: s
                 [float(np.mean([f["cases"][c]["dice"] for _, f in pairs])) for c in shared],
             )
     return {
+        "run_deltas": [m[0] - m[1] for m in means],
         "pairs": [[int(r["seed"]), int(f["seed"])] for r, f in pairs],
         "n_pairs": len(pairs),
         "delta": test["mean_diff"],
@@ -151,14 +155,20 @@ def summarise_results(records: list[dict[str, Any]], reference: str = REFERENCE)
     testable = [c if c["n_pairs"] >= MIN_PAIRS else None for c in compared]
     p_holm = holm([c["run_test"]["p"] if c else None for c in testable])
     tost_holm = holm([c["tost"]["p"] if c else None for c in testable])
+    arms_tested = sum(c is not None for c in testable)
     for comparison, p, q in zip(compared, p_holm, tost_holm, strict=True):
         comparison["p_holm"], comparison["tost_p_holm"] = p, q
+        comparison["simultaneous_t_ci"] = (
+            t_interval(comparison["run_deltas"], 1.0 - 0.05 / arms_tested)
+            if comparison["n_pairs"] >= MIN_PAIRS
+            else [None, None]
+        )
         ci = _widest(comparison["ci"], comparison["t_ci"])
         comparison["verdict"] = verdict(p, ci, q, comparison["n_pairs"], min_pairs=MIN_PAIRS)
     return {
         "reference": reference,
         "margin": MARGIN,
-        "testable": sum(c is not None for c in testable),
+        "testable": arms_tested,
         "variants": rows,
     }
 
@@ -224,12 +234,13 @@ def _row(row: dict[str, Any]) -> str:
     ]
     c = row.get("vs_reference")
     if c is None:
-        cells += ["–"] * 7 + ["reference" if row["variant"] == REFERENCE else "–"]
+        cells += ["–"] * 8 + ["reference" if row["variant"] == REFERENCE else "–"]
     else:
         test, tost = c["run_test"], c["tost"]
         cells += [
             f"{_points(c['delta'])} [{_points(c['ci'][0])}, {_points(c['ci'][1])}]",
             f"[{_points(c['t_ci'][0])}, {_points(c['t_ci'][1])}]",
+            f"[{_points(c['simultaneous_t_ci'][0])}, {_points(c['simultaneous_t_ci'][1])}]",
             str(c["n_pairs"]),
             f"{_p(test['p'])} ({_p(c['p_holm'])})",
             _p(test["wilcoxon_p"]),
@@ -282,6 +293,9 @@ def ablation_markdown(summary: dict[str, Any]) -> str:
         "the spread between seeds (it resamples a handful of values, with normal-like quantiles): where "
         "per-case Dice is smooth it is narrower than the t CI; where it is bimodal, the case resampling "
         "makes it wider.",
+        f"- simultaneous t CI: the t interval at level 1 − 0.05/{summary['testable']} (Bonferroni over the "
+        "testable arms): all of them cover their true Δ at once with probability ≥ 95 %, so an effect size "
+        "outside it (the paper's, say) is ruled out even where the verdict is inconclusive.",
         "- t: paired t-test over the pairs' run-level Dice (primary), raw (Holm over the "
         f"{summary['testable']} testable arms); W: Wilcoxon signed-rank (≥ 5 pairs, a check only).",
         f"- TOST: equivalence within ±{margin:g} Dice point (two one-sided paired t-tests), raw (Holm).",
@@ -291,9 +305,9 @@ def ablation_markdown(summary: dict[str, Any]) -> str:
         "- case-level t (secondary, not a verdict): the old test, paired over test cases on the per-case "
         "Dice averaged over the pairs' seeds; it treats cases as independent replicates of the training run.",
         "",
-        "| arm | converged/runs | Dice | Δ [bootstrap 95 % CI] | t 95 % CI | pairs | t p (Holm) | W p | "
-        "TOST p (Holm) | case-level t p (secondary) | verdict |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| arm | converged/runs | Dice | Δ [bootstrap 95 % CI] | t 95 % CI | simultaneous t CI | pairs | "
+        "t p (Holm) | W p | TOST p (Holm) | case-level t p (secondary) | verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         *[_row(row) for row in summary["variants"]],
         "",
         *_aa_case_level(summary),

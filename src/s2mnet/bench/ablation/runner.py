@@ -207,9 +207,18 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Environment variable through which a worker learns the pid of the process that started it.
+PARENT_PID_ENV = "S2MNET_ABLATION_PARENT"
+
+
 def _job_in_subprocess(spec: dict[str, Any], threads: int) -> dict[str, Any]:
     """Run :func:`run_job` in a fresh Python process with ``threads`` intra-op threads."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        PARENT_PID_ENV: str(os.getpid()),
+    }
     command = [sys.executable, "-m", "s2mnet.bench.ablation", "--job", json.dumps(spec)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     lines = done.stdout.strip().splitlines()
@@ -417,6 +426,26 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def die_with_parent() -> None:
+    """End this worker when the ``s2m bench ablation`` process that started it ends.
+
+    Killing the study (``kill PID``) must not leave its ``--jobs`` workers training on for hours with
+    nobody to record their results. On Linux the kernel sends SIGTERM to the worker when its parent
+    dies (``prctl(PR_SET_PDEATHSIG)``); a parent that died before the request took effect is caught by
+    comparing the parent pid with the one in :data:`PARENT_PID_ENV`. Elsewhere this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    expected = os.environ.get(PARENT_PID_ENV)
+    if expected and os.getppid() != int(expected):
+        sys.exit(f"s2m bench ablation worker: the parent process {expected} is gone")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m s2mnet.bench.ablation --job JSON``: one (arm, seed) in a subprocess."""
     import argparse
@@ -424,5 +453,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="per-run worker of s2m bench ablation")
     parser.add_argument("--job", required=True, help="JSON job spec")
     spec = json.loads(parser.parse_args(argv).job)
+    die_with_parent()
     print(json.dumps(run_job(spec)))
     return 0
