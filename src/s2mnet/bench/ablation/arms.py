@@ -55,9 +55,11 @@ class Arm:
     loss_args: dict[str, Any] = field(default_factory=dict)
     core: bool = False
     seed_offset: int = 0
-    #: The arm's epoch cap as a multiple of the study's. Equal compute, not equal steps, for a peer whose
+    #: The arm's epoch cap as a multiple of the study's. Equal compute, not equal steps, for an arm whose
     #: step is much cheaper: MONAI's UNet steps 3x faster than S2M-Net on the CPU (docs/speed.md) and had
-    #: not plateaued at the S2M-Net cap on DRIVE (0.59 validation Dice, still rising).
+    #: not plateaued at the S2M-Net cap on DRIVE (0.59 validation Dice, still rising); S2M-Net without
+    #: MRF-SE trains 288 DRIVE steps in 101-122 s against `paper`'s 365-580 s, and 3 of its 4 runs had not
+    #: plateaued at the common cap.
     cap_scale: int = 1
 
 
@@ -104,7 +106,12 @@ _add(
     model="s2mnet_plaindec",
 )
 _add("bfd_norouting", "BFD without routing (region and refined paths concatenated)", model="s2mnet_nobfd")
-_add("no_mrfse", "no MRF-SE blocks", model="s2mnet_nomrfse")
+_add(
+    "no_mrfse",
+    "no MRF-SE blocks (3 x the cap: its step costs about a third)",
+    model="s2mnet_nomrfse",
+    cap_scale=3,
+)
 _add("unet_dicece", "classic U-Net (31 M) + Dice-CE", model="unet", loss="dicece", core=True)
 _add(
     "monai_unet_dicece",
