@@ -12,6 +12,11 @@ A run folder (``s2m train --out RUN``) holds:
 * ``train_log.csv``, ``curves.png``, ``tensorboard/``: the learning curves.
 * ``eval_<split>[_tta]/``: what ``s2m evaluate`` wrote (``metrics.json``, ``cases.csv``, overlays).
 
+A cross-validation run (``s2m train --folds K --out RUN``) holds instead ``cv.json`` (the manifest: the
+number of folds, their folders, the held-out test ids, the strata, the budget's division), ``splits.json``
+in nnU-Net's ``splits_final.json`` shape (a list of ``{"train": [...], "val": [...]}``) and one complete
+run folder per fold, ``fold_0/`` … ``fold_{K-1}/`` (:func:`is_cv_run`, :func:`cv_fold_dirs`).
+
 Everything read from a run folder is validated before anything is built from it
 (:func:`validate_run_config`, :func:`validate_stored_plan`): a hand-edited or hostile ``run.json`` with
 ``num_classes: 1e9``, ``plan.size: -5`` or ``"data": "../../etc"`` is a one-line :class:`RunError`, never
@@ -40,6 +45,11 @@ LOG_CSV = "train_log.csv"
 CURVES_PNG = "curves.png"
 TENSORBOARD_DIR = "tensorboard"
 METRICS_JSON = "metrics.json"
+#: The manifest of a cross-validation run (``s2m train --folds K``) and its fold folders' names.
+CV_MANIFEST = "cv.json"
+FOLD_DIR_PREFIX = "fold_"
+#: The most folds a cross-validation run may declare.
+MAX_FOLDS = 100
 #: The checkpoints a run has, by the name used on the command line (``--which`` / ``--weights``).
 CHECKPOINTS = {"best": BEST_WEIGHTS, "last": LAST_WEIGHTS}
 #: Everything the trainer writes into a run folder (and so may remove with ``--overwrite``).
@@ -84,6 +94,56 @@ def require_run(run: str | Path) -> None:
         raise S2MError(f"{run}: run folder not found")
     if not (run / RUN_CONFIG).is_file():
         raise S2MError(f"{run / RUN_CONFIG}: missing; {run} is not an s2m run folder (see s2m train --out)")
+
+
+def fold_dir(run_dir: str | Path, fold: int) -> Path:
+    """``RUN/fold_<fold>``: the run folder of one fold of a cross-validation run."""
+    return Path(run_dir) / f"{FOLD_DIR_PREFIX}{fold}"
+
+
+def is_cv_run(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` is a cross-validation run (it holds ``cv.json``)."""
+    return (Path(run_dir) / CV_MANIFEST).is_file()
+
+
+def read_cv_manifest(run_dir: str | Path) -> dict[str, Any]:
+    """Read and check ``RUN/cv.json``: ``folds`` (int in 2..MAX_FOLDS) and ``test`` (list of ids).
+
+    Raises:
+        RunError: a missing or malformed manifest, naming the file and the problem.
+    """
+    path = Path(run_dir) / CV_MANIFEST
+    if not path.is_file():
+        raise RunError(f"{path}: missing; {run_dir} is not a cross-validation run (s2m train --folds K)")
+    manifest = read_run_json(path)
+    if not isinstance(manifest, dict):
+        raise RunError(f"{path}: expected a JSON object, got {_json_type(manifest)}")
+    folds = manifest.get("folds")
+    if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= MAX_FOLDS:
+        raise RunError(f"{path}: 'folds' must be an integer in 2..{MAX_FOLDS}, got {_shown(folds)}")
+    test = manifest.get("test", [])
+    if not isinstance(test, list) or not all(isinstance(x, str) for x in test):
+        raise RunError(f"{path}: 'test' must be a list of case ids")
+    return manifest
+
+
+def cv_fold_dirs(run_dir: str | Path, folds: list[int] | None = None) -> list[Path]:
+    """The fold run folders of a cross-validation run (``folds`` picks some; default all), each checked.
+
+    Raises:
+        RunError: a fold number outside the run's folds, or a fold folder without a finished ``run.json``.
+    """
+    count = read_cv_manifest(run_dir)["folds"]
+    chosen = list(range(count)) if folds is None else list(folds)
+    bad = [f for f in chosen if not 0 <= f < count]
+    if bad or not chosen:
+        shown = ",".join(map(str, bad)) or "(none)"
+        raise RunError(f"{run_dir}: --folds {shown}: the run has folds 0..{count - 1}")
+    dirs = [fold_dir(run_dir, f) for f in chosen]
+    for path in dirs:
+        if not (path / RUN_CONFIG).is_file():
+            raise RunError(f"{path}: fold not trained yet (no {RUN_CONFIG}); s2m train --resume {run_dir}")
+    return dirs
 
 
 def write_run_config(run_dir: str | Path, config: dict[str, Any]) -> None:
