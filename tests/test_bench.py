@@ -387,7 +387,7 @@ def test_ablation_command_line_checks(ablation_data: Path, tmp_path: Path, capsy
 
 
 _WORKER = (
-    "from s2mnet.bench.ablation.runner import die_with_parent; die_with_parent(); "
+    "from s2mnet.bench.ablation.worker import die_with_parent; die_with_parent(); "
     "print('ready', flush=True); import time; time.sleep(120)"
 )
 _PARENT = f"""

@@ -9,12 +9,17 @@
 
 With the training run as the unit (``s2m bench ablation``):
 
-* :func:`hierarchical_bootstrap_ci`: percentile CI of the mean paired difference, resampling seeds with
-  replacement, then the test cases within each drawn seed (two-stage bootstrap).
+* :func:`crossed_bootstrap_ci` (primary): percentile CI of the mean paired difference when every seed is
+  scored on the same test cases; one replicate resamples the seeds and, once, the test cases, and applies
+  that one case resample to every drawn seed (seeds and cases are crossed factors).
+* :func:`hierarchical_bootstrap_ci`: the nested version, resampling seeds, then the test cases within
+  each drawn seed independently; right when the replicates have disjoint test cases (cross-validation
+  folds), too narrow when they share them (the case variance is averaged over the seeds).
 * :func:`paired_run_test`: paired t-test over the per-seed means (primary), Wilcoxon signed-rank as a
   secondary check when there are ≥ 5 pairs.
 * :func:`holm`: Holm's step-down adjustment over a family of p-values.
 * :func:`tost_paired`: equivalence by two one-sided paired t-tests against ``±margin``.
+* :func:`paper_delta_test`: one-sample t-test of "the mean difference equals the paper's Δ".
 * :func:`verdict`: "different" / "equivalent" / "inconclusive" / "not testable" from those.
 """
 
@@ -121,6 +126,78 @@ def hierarchical_bootstrap_ci(
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(stats_, [alpha, 1.0 - alpha])
     result.update(mean=float(np.mean([g.mean() for g in groups])), low=float(low), high=float(high))
+    return result
+
+
+def crossed_bootstrap_ci(
+    deltas: Sequence[Sequence[float]], n: int = 10_000, seed: int = 0, level: float = 0.95
+) -> dict[str, float | int | None]:
+    """Crossed bootstrap CI of the mean paired difference (seeds × shared test cases).
+
+    ``deltas[i][j]`` is the difference (variant − reference) of pair ``i`` on test case ``j``; every pair
+    has the same cases in the same order. One replicate draws as many pairs as there are and as many cases
+    as there are, both with replacement, and its statistic is the mean of ``deltas`` over the drawn rows
+    and the drawn columns (one case resample shared by every drawn pair). The CI is the percentile
+    interval of ``n`` replicates.
+
+    Args:
+        deltas: pairs × cases differences (a rectangular table).
+        n: bootstrap replicates.
+        seed: seed of the generator (the CI is reproducible).
+        level: coverage (0.95).
+
+    Returns:
+        ``{"n_seeds", "n_cases", "mean", "low", "high"}``; ``None`` values without any difference.
+    """
+    table = np.asarray(deltas, dtype=float)
+    if table.ndim != 2 or table.size == 0:
+        return {"n_seeds": len(deltas), "n_cases": 0, "mean": None, "low": None, "high": None}
+    rows, cols = table.shape
+    rng = np.random.default_rng(seed)
+    row_counts = np.zeros((n, rows))
+    col_counts = np.zeros((n, cols))
+    np.add.at(row_counts, (np.arange(n)[:, None], rng.integers(0, rows, size=(n, rows))), 1.0)
+    np.add.at(col_counts, (np.arange(n)[:, None], rng.integers(0, cols, size=(n, cols))), 1.0)
+    replicates = ((row_counts @ table) * col_counts).sum(axis=1) / (rows * cols)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(replicates, [alpha, 1.0 - alpha])
+    return {
+        "n_seeds": rows,
+        "n_cases": cols,
+        "mean": float(table.mean()),
+        "low": float(low),
+        "high": float(high),
+    }
+
+
+def paper_delta_test(deltas: Sequence[float], paper_delta: float) -> dict[str, Any]:
+    """Two-sided one-sample t-test of H0 "the mean run-level difference equals ``paper_delta``".
+
+    The paired t-test of the differences minus the paper's Δ (n − 1 degrees of freedom). A small p rules
+    the paper's effect size out at the budget of the runs; it says nothing about longer training. With
+    identical differences (sd 0): p = 0 if they differ from ``paper_delta``, else 1.
+
+    Returns:
+        ``{"n", "paper_delta", "mean", "t", "p"}``; ``t`` and ``p`` are ``None`` with fewer than 2 pairs.
+    """
+    d = np.asarray(deltas, dtype=float) - float(paper_delta)
+    result: dict[str, Any] = {
+        "n": int(d.size),
+        "paper_delta": float(paper_delta),
+        "mean": float(d.mean() + paper_delta) if d.size else None,
+        "t": None,
+        "p": None,
+    }
+    if d.size < 2:
+        return result
+    sd = float(d.std(ddof=1))
+    if sd == 0.0:
+        result["p"] = 0.0 if d[0] != 0 else 1.0
+        return result
+    from scipy import stats
+
+    t = float(d.mean() / (sd / math.sqrt(d.size)))
+    result.update(t=t, p=float(2.0 * stats.t.sf(abs(t), d.size - 1)))
     return result
 
 

@@ -188,37 +188,44 @@ def _add_ablation(commands: argparse._SubParsersAction) -> None:
         "Resumable: finished runs are kept in OUT/results.jsonl and skipped (docs/bench.md). "
         f"Arms: {', '.join(ARMS)}.",
     )
+    parser.add_argument(
+        "--study",
+        type=Path,
+        help="a declared study folder (its study.json fixes data, arms, seeds or folds and the protocol); "
+        "runs what results.jsonl lacks; --arms/--seeds/--folds select a subset, protocol flags are refused",
+    )
     parser.add_argument("--data", type=Path, help="dataset folder (not needed with --report-only)")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (results, runs, report)")
+    parser.add_argument("--out", type=Path, help="output folder (results, runs, report); not with --study")
     parser.add_argument(
         "--arms",
         "--variants",
         dest="arms",
-        default="all",
-        help="all, core or a comma list ('paper' is added)",
+        help="all, core or a comma list ('paper' is added; default all); with --study a subset of its arms",
     )
     parser.add_argument(
         "--seeds",
         type=_int_list,
-        default=list(DEFAULT_SEEDS),
-        help="core seeds, ≥ 5 for a study (%(default)s); paper_aa uses them + 10000",
+        help=f"core seeds, ≥ 5 for a study (default {','.join(map(str, DEFAULT_SEEDS))}); paper_aa uses "
+        "them + 10000; with --study a subset of its seeds",
+    )
+    parser.add_argument(
+        "--folds", type=_int_list, help="with a cross-validation --study: a subset of its folds"
     )
     parser.add_argument(
         "--other-seeds",
         type=int,
-        default=DEFAULT_OTHER_SEEDS,
-        help="how many of --seeds the non-core arms use (%(default)s)",
+        help=f"how many of --seeds the non-core arms use ({DEFAULT_OTHER_SEEDS})",
     )
     parser.add_argument(
         "--splits", type=Path, help="split file to use (default: made once with --split-seed)"
     )
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the split, not of training (0)")
+    parser.add_argument("--split-seed", type=int, help="seed of the split, not of training (0)")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once, in subprocesses (default 1)")
     parser.add_argument(
         "--threads", type=int, help="CPU threads per training (default: the cores divided among --jobs)"
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
-    parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision")
+    parser.add_argument("--device", help="auto, cpu, cuda (default auto)")
+    parser.add_argument("--amp", choices=("none", "bf16", "fp16"), help="mixed precision (default none)")
     parser.add_argument("--workers", type=int, help="data-loading processes per training")
     parser.add_argument(
         "--time-limit", type=float, metavar="MINUTES", help="per run, a safety stop (the curve decides)"
@@ -234,13 +241,11 @@ def _add_ablation(commands: argparse._SubParsersAction) -> None:
     floor.add_argument(
         "--min-steps", type=int, help="the same in steps (needs --samples-per-epoch and --batch-size)"
     )
-    convergence.add_argument("--val-every", type=int, default=1, help="validate every N epochs (1)")
+    convergence.add_argument("--val-every", type=int, help="validate every N epochs (1)")
     convergence.add_argument(
-        "--patience", type=int, default=5, help="validations without improvement that stop a run (5)"
+        "--patience", type=int, help="validations without improvement that stop a run (5)"
     )
-    convergence.add_argument(
-        "--min-delta", type=float, default=0.005, help="plateau: no gain above this in Dice (0.005)"
-    )
+    convergence.add_argument("--min-delta", type=float, help="plateau: no gain above this in Dice (0.005)")
     convergence.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
     budget = parser.add_argument_group("budget, identical for every run (plan overrides of s2m train)")
     budget.add_argument("--size", type=int)
@@ -259,9 +264,24 @@ def _add_ablation(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_cmd_ablation)
 
 
+#: Flags that fix what a run computes: with ``--study`` the declaration does, and they are refused.
+PROTOCOL_FLAGS = (
+    "data", "out", "other_seeds", "splits", "split_seed", "threads", "device", "amp", "time_limit",
+    "max_epochs", "max_steps", "min_epochs", "min_steps", "val_every", "patience", "min_delta", "lr",
+    "size", "patch_size", "batch_size", "samples_per_epoch", "plan",
+)  # fmt: skip
+
+
 def _cmd_ablation(args: argparse.Namespace) -> int:
     from s2mnet.bench.ablation import AblationConfig, epochs_for_steps, parse_arms, run_ablation, write_report
+    from s2mnet.bench.ablation.arms import DEFAULT_OTHER_SEEDS, DEFAULT_SEEDS
 
+    if args.study is not None:
+        return _cmd_study(args)
+    if args.out is None:
+        raise S2MError("--out (or --study DIR) is required")
+    if args.folds is not None:
+        raise S2MError("--folds selects folds of a cross-validation --study")
     if args.report_only:
         write_report(args.out, args.command_line)
         print(f"report rebuilt: {args.out / 'ablation.md'}")
@@ -302,26 +322,60 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
         AblationConfig(
             data=args.data,
             out=args.out,
-            arms=parse_arms(args.arms),
-            seeds=list(dict.fromkeys(args.seeds)),
-            other_seeds=args.other_seeds,
+            arms=parse_arms(args.arms or "all"),
+            seeds=list(dict.fromkeys(args.seeds or DEFAULT_SEEDS)),
+            other_seeds=DEFAULT_OTHER_SEEDS if args.other_seeds is None else args.other_seeds,
             plan=plan,
             max_epochs=max_epochs,
             min_epochs=min_epochs,
-            patience=args.patience,
-            val_every=args.val_every,
-            min_delta=args.min_delta,
+            patience=5 if args.patience is None else args.patience,
+            val_every=args.val_every or 1,
+            min_delta=0.005 if args.min_delta is None else args.min_delta,
             lr=args.lr,
             splits=args.splits,
-            split_seed=args.split_seed,
-            device=args.device,
+            split_seed=args.split_seed or 0,
+            device=args.device or "auto",
             jobs=args.jobs,
             threads=args.threads,
-            amp=args.amp,
+            amp=args.amp or "none",
             workers=args.workers,
             time_limit_s=None if args.time_limit is None else 60.0 * args.time_limit,
             drop_weights=args.drop_weights,
             command=args.command_line,
         )
+    )
+    return 0
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    """``--study DIR``: run the declared runs that are missing (or rebuild the report)."""
+    from s2mnet.bench.ablation import run_study, write_report
+    from s2mnet.bench.ablation.study import is_cv, load_study
+
+    given = [name for name in PROTOCOL_FLAGS if getattr(args, name) not in (None, [], False)]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise S2MError(
+            f"{flag}: the protocol of {args.study} is fixed by its study.json; a changed protocol is a new "
+            "study in a new folder"
+        )
+    study = load_study(args.study)
+    if args.report_only:
+        write_report(args.study, args.command_line)
+        print(f"report rebuilt: {args.study / 'ablation.md'}")
+        return 0
+    if (args.folds is not None and not is_cv(study)) or (args.seeds is not None and is_cv(study)):
+        raise S2MError(f"{args.study}: select {'--folds' if is_cv(study) else '--seeds'} of this study")
+    arms = None if args.arms is None else [a.strip() for a in args.arms.split(",") if a.strip()]
+    run_study(
+        args.study,
+        arms=arms,
+        replicates=args.folds if is_cv(study) else args.seeds,
+        run={
+            "jobs": args.jobs,
+            "workers": args.workers,
+            "drop_weights": args.drop_weights,
+            "command": args.command_line,
+        },
     )
     return 0

@@ -23,6 +23,9 @@ class TrainConfig:
         model: registry name (:func:`s2mnet.models.list_models`).
         loss: registry name (:func:`s2mnet.losses.create_loss`); ``None`` → the plan's (``masl``).
         seed: seeds Python, NumPy, torch, the data order, the augmentation and the split.
+        data_seed: seeds the data order, the augmentation and the per-epoch random streams instead of
+            ``seed`` (which then fixes only the initialisation and the split); ``None`` → ``seed``. The
+            claims lab's A/A control trains with another initialisation on the data order of its pair.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         splits: a split file (``{"train": [...], "val": [...], "test": [...]}``, names by case id, image
             file name or stem); ``None`` → the published split or a seeded 70/15/15 split.
@@ -61,6 +64,7 @@ class TrainConfig:
     model: str = "s2mnet"
     loss: str | None = None
     seed: int = 42
+    data_seed: int | None = None
     device: str = "auto"
     plan_overrides: dict[str, Any] = field(default_factory=dict)
     splits: str | Path | None = None

@@ -134,7 +134,7 @@ def _train(config: TrainConfig, context: DistContext, device_name: str) -> dict[
     elif config.sync_bn:
         say("warning: --sync-bn has no effect in a single process (run under torchrun)")
 
-    train_set = SegmentationDataset(train_cases, plan, train=True, seed=config.seed)
+    train_set = SegmentationDataset(train_cases, plan, train=True, seed=_data_seed(config))
     run_dir = Path(config.out)
     say(f"s2m train: {len(index.cases)} cases in {config.data} ({index.layout}); device {device}")
     say(f"splits: {len(train_cases)} train, {len(val_cases)} val, {len(splits.get('test', []))} test")
@@ -187,7 +187,7 @@ def _train(config: TrainConfig, context: DistContext, device_name: str) -> dict[
         config.amp,
         config.channels_last,
         context=context,
-        seed=config.seed,
+        seed=_data_seed(config),
         compile=config.compile,
     )
     logger = RunLogger(run_dir, tensorboard=config.tensorboard) if context.is_main else None
@@ -377,7 +377,7 @@ def _train_loader(
     and its augmentation depends only on (seed, epoch, index), so results do not depend on ``workers``.
     The order comes from :func:`s2mnet.engine.distributed.make_sampler` (seed + epoch, one shard per rank).
     """
-    sampler = distributed.make_sampler(dataset, context, config.seed)
+    sampler = distributed.make_sampler(dataset, context, _data_seed(config))
     workers = config.workers
     if workers is None:
         workers = 0 if device.type == "cpu" else min(8, os.cpu_count() or 1)
@@ -391,8 +391,13 @@ def _train_loader(
         pin_memory=device.type == "cuda",
         drop_last=shard >= 2 * batch_size,  # no 1-sample last batch for BatchNorm; keep tiny sets whole
         worker_init_fn=_seed_worker,
-        generator=torch.Generator().manual_seed(config.seed),
+        generator=torch.Generator().manual_seed(_data_seed(config)),
     )
+
+
+def _data_seed(config: TrainConfig) -> int:
+    """The seed of the data order and augmentation: ``config.data_seed``, else ``config.seed``."""
+    return config.seed if config.data_seed is None else config.data_seed
 
 
 def _seed_worker(worker_id: int) -> None:

@@ -2,6 +2,9 @@
 
 * :mod:`~s2mnet.bench.ablation.arms` — the arms (``ARMS`` registry), the reference ``paper`` and seeds;
 * :mod:`~s2mnet.bench.ablation.runner` — one split, training to convergence, resumable ``results.jsonl``;
+* :mod:`~s2mnet.bench.ablation.study` — pre-declared studies (``study.json``): seeds or folds, protocol;
+* :mod:`~s2mnet.bench.ablation.convergence` — the convergence and failure flags;
+* :mod:`~s2mnet.bench.ablation.analysis` — the primary analysis (every declared run) and its tables;
 * :mod:`~s2mnet.bench.ablation.report` — run-level statistics, verdicts, learning curves, plots.
 """
 
@@ -19,16 +22,11 @@ from s2mnet.bench.ablation.arms import (
     core_arms,
     parse_arms,
 )
+from s2mnet.bench.ablation.convergence import MIN_DELTA, failed, plateaued
 from s2mnet.bench.ablation.records import read_results
 from s2mnet.bench.ablation.report import summarise_results, write_report
-from s2mnet.bench.ablation.runner import (
-    MIN_DELTA,
-    AblationConfig,
-    epochs_for_steps,
-    plateaued,
-    run_ablation,
-    steps_per_epoch,
-)
+from s2mnet.bench.ablation.runner import AblationConfig, epochs_for_steps, run_ablation, steps_per_epoch
+from s2mnet.bench.ablation.study import declared_runs, load_study, run_study
 
 __all__ = [
     "AA_ARM",
@@ -44,11 +42,15 @@ __all__ = [
     "arm",
     "arm_seeds",
     "core_arms",
+    "declared_runs",
     "epochs_for_steps",
+    "failed",
+    "load_study",
     "parse_arms",
     "plateaued",
     "read_results",
     "run_ablation",
+    "run_study",
     "steps_per_epoch",
     "summarise_results",
     "write_report",

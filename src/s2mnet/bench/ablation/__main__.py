@@ -2,6 +2,6 @@
 
 import sys
 
-from s2mnet.bench.ablation.runner import main
+from s2mnet.bench.ablation.worker import main
 
 sys.exit(main())

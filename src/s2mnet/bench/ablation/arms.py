@@ -121,6 +121,13 @@ _add(
     core=True,
     cap_scale=3,
 )
+_add(
+    "monai_unet_dicece_3x",
+    "MONAI UNet + Dice-CE at equal compute: 3 x the steps, with its own 3 x schedule (beside the main arm)",
+    "monai_unet",
+    "dicece",
+    cap_scale=3,
+)
 
 
 def arm(name: str) -> Arm:

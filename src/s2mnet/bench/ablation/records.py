@@ -1,4 +1,4 @@
-"""The study's files: ``results.jsonl`` (one record per finished (arm, seed) run, appended atomically),
+"""The study's files: ``results.jsonl`` (one record per finished (arm, seed or fold) run, written atomically),
 ``ablation_config.json`` and ``splits.json``; read by the runner and the report alike."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ SPLITS = "splits.json"
 
 
 def read_results(out: Path) -> list[dict[str, Any]]:
-    """All records of ``OUT/results.jsonl`` (a later record of the same (arm, seed) wins)."""
+    """All records of ``OUT/results.jsonl`` (a later record of the same (arm, seed, fold) wins)."""
     path = Path(out) / RESULTS
     if not path.is_file():
         return []
-    records: dict[tuple[str, int], dict[str, Any]] = {}
+    records: dict[tuple[str, int, Any], dict[str, Any]] = {}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -27,7 +27,7 @@ def read_results(out: Path) -> list[dict[str, Any]]:
             record = json.loads(line)
         except json.JSONDecodeError:
             raise S2MError(f"{path}: line {number} is not valid JSON") from None
-        records[(record["variant"], int(record["seed"]))] = record
+        records[(record["variant"], int(record["seed"]), record.get("fold"))] = record
     return list(records.values())
 
 

@@ -10,18 +10,21 @@
   number of samples) and stops once the validation Dice has not improved for ``patience`` validations
   (the trainer's early stopping, patience ``patience × val_every`` epochs), or at the cap of
   ``max_epochs`` times the arm's ``cap_scale`` (3 for MONAI's UNet, whose step costs a third). A run is
-  *converged* when its validation curve has plateaued: its last ``patience`` validations do not beat the
-  best one before them by more than ``min_delta`` (0.005). Early stopping
-  implies it; a run stopped by the cap or the time limit is converged only if its curve satisfies it too.
+  *converged* when its validation curve has plateaued (:func:`plateaued`: the last ``patience``
+  validations lie within ``min_delta`` of the curve's best, the least-squares change over the last
+  ``patience + 1`` validations is at most ``min_delta``, and the best is above the all-background value
+  by more than ``min_delta``); a run is *failed* when its validation never left the all-background value
+  or its training loss was not finite (:func:`failed`). Both are flags; no run is dropped.
+* Pre-declared studies (:mod:`s2mnet.bench.ablation.study`) use the same jobs with a separate
+  data-order seed (``data_seed``) and, for cross-validation, one split file per fold.
 * Resumable: every finished run is appended as one JSON line to ``OUT/results.jsonl`` (atomically; a later
   line of the same (arm, seed) wins); a rerun skips those and trains what is missing (a failed or
-  interrupted run from scratch). The budget is stored in ``OUT/ablation_config.json``; a rerun with another
-  data folder or budget is refused. Arms and seeds may be added later.
+  interrupted run from scratch). The budget is stored in ``OUT/ablation_config.json`` (the data folder as
+  given, relative to where the command runs); a rerun with another data folder or budget is refused.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -44,12 +47,11 @@ from s2mnet.bench.ablation.arms import (
     reference_seed,
     resolve_model_args,
 )
+from s2mnet.bench.ablation.convergence import MIN_DELTA, failed, finite_losses, plateaued, read_curve
 from s2mnet.bench.ablation.records import CONFIG, RESULTS, SPLITS, append_result, read_results
 from s2mnet.errors import S2MError
 from s2mnet.planning.budget import steps_per_epoch
 from s2mnet.planning.recipe import default_lr
-
-MIN_DELTA = 0.005
 
 
 @dataclass
@@ -103,30 +105,7 @@ class AblationConfig:
     command: list[str] | None = None
 
 
-# --- convergence ----------------------------------------------------------------------------------
-
-
-def plateaued(values: Sequence[float], patience: int, min_delta: float = MIN_DELTA) -> bool:
-    """Whether a validation curve has plateaued: it has more than ``patience`` values and the best of
-    the last ``patience`` is at most ``min_delta`` above the best of those before them."""
-    values = [float(v) for v in values]
-    if patience < 1 or len(values) <= patience:
-        return False
-    return max(values[-patience:]) <= max(values[:-patience]) + min_delta
-
-
-def read_curve(run_dir: Path) -> list[list[float]]:
-    """``[[step, val_dice], ...]`` from the run's ``train_log.csv`` (epochs with a validation only)."""
-    from s2mnet.engine.rundir import LOG_CSV
-
-    path = run_dir / LOG_CSV
-    if not path.is_file():
-        return []
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return [
-        [int(float(r["step"])), float(r["val_dice"])] for r in rows if r.get("val_dice") not in (None, "")
-    ]
+# --- caps ---------------------------------------------------------------------------------------
 
 
 def epochs_for_steps(max_steps: int, samples: int, batch: int) -> int:
@@ -138,7 +117,7 @@ def epochs_for_steps(max_steps: int, samples: int, batch: int) -> int:
 
 
 def run_job(spec: dict[str, Any]) -> dict[str, Any]:
-    """Train and evaluate one (arm, seed) in this process; returns its result record."""
+    """Train and evaluate one (arm, seed or fold) in this process; returns its result record."""
     from s2mnet.engine.config import TrainConfig
     from s2mnet.engine.device import resolve_device
     from s2mnet.engine.train import train
@@ -154,12 +133,14 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
             model=entry.model,
             loss=entry.loss,
             seed=spec["seed"],
+            data_seed=spec.get("data_seed"),
             device=spec["device"],
             plan_overrides=dict(spec["plan"]),
             splits=spec["splits"],
             model_args=dict(spec["model_args"]),
             loss_args=dict(entry.loss_args),
             lr=spec["lr"],
+            warmup_epochs=spec.get("warmup_epochs"),
             patience=spec["patience"] * spec["val_every"],
             min_epochs=spec.get("min_epochs"),
             val_every=spec["val_every"],
@@ -181,13 +162,19 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("drop_weights"):
         for weights in run_dir.glob("*.safetensors"):
             weights.unlink()
+    values, background = [d for _, d in curve], float(spec.get("background_val_dice") or 0.0)
+    fold = {} if spec.get("fold") is None else {"fold": spec["fold"], "study": spec.get("study")}
     return {
         "variant": spec["variant"],
         "seed": spec["seed"],
-        "pair_seed": reference_seed(spec["variant"], spec["seed"]),
+        "data_seed": spec.get("data_seed", spec["seed"]),
+        "pair_seed": spec.get("pair_seed", reference_seed(spec["variant"], spec["seed"])),
+        **fold,
         "dice": metrics["dice"],
         "hd95": metrics.get("hd95"),
-        "converged": plateaued([d for _, d in curve], spec["patience"], spec["min_delta"]),
+        "converged": plateaued(values, spec["patience"], spec["min_delta"], background),
+        "failed": failed(values, background, spec["min_delta"], finite_losses(run_dir)),
+        "background_val_dice": background,
         "stopped_early": summary["stopped_early"],
         "stopped_by_time": summary["stopped_by_time"],
         "epochs_run": summary["epochs_run"],
@@ -248,7 +235,7 @@ def _budget(config: AblationConfig) -> dict[str, Any]:
     floor = {} if config.min_epochs is None else {"min_epochs": config.min_epochs}  # older studies had none
     return {
         **floor,
-        "data": str(Path(config.data).resolve()) if config.data is not None else None,
+        "data": str(config.data) if config.data is not None else None,
         "plan": config.plan,
         "max_epochs": config.max_epochs,
         "patience": config.patience,
@@ -341,8 +328,6 @@ def _spec(config: AblationConfig, out: Path, name: str, seed: int) -> dict[str, 
 
 def run_ablation(config: AblationConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Train and evaluate every missing (arm, seed), appending results; then write the report."""
-    from s2mnet.bench.ablation.report import write_report
-
     if config.data is None or not Path(config.data).is_dir():
         raise S2MError(f"{config.data}: dataset folder not found")
     if config.jobs < 1:
@@ -363,35 +348,69 @@ def run_ablation(config: AblationConfig, say: Callable[[str], None] = print) -> 
             f"note: {len(config.seeds)} core / {min(config.other_seeds, len(config.seeds))} other seeds; the "
             "protocol asks for ≥ 5 / ≥ 3 (fewer than 3 converged pairs are 'not testable')"
         )
-    threads = config.threads or max(1, (os.cpu_count() or 1) // config.jobs)
-    if config.workers is None and config.jobs > 1 and _on_cuda(config.device):
+    return execute(
+        out,
+        specs,
+        (len(runs), len(runs) - len(todo)),
+        (config.jobs, config.threads, config.workers),
+        say,
+        config.command,
+    )
+
+
+def execute(
+    out: Path,
+    specs: list[dict[str, Any]],
+    counts: tuple[int, int],
+    parallel: tuple[int, int | None, int | None],
+    say: Callable[[str], None],
+    command: Sequence[str] | None,
+) -> dict[str, Any]:
+    """Train ``specs`` (in this process, or ``jobs`` subprocesses), append each result, rebuild the report.
+
+    Args:
+        out: the study folder.
+        specs: job specs (:func:`run_job`).
+        counts: (runs of the study, runs already done), for the progress lines.
+        parallel: (jobs, intra-op threads per job or ``None``, data-loading workers or ``None``).
+        say: where progress lines go.
+        command: the command line recorded in the report.
+    """
+    from s2mnet.bench.ablation.report import write_report
+
+    jobs, threads_given, workers = parallel
+    total, done_before = counts
+    threads = threads_given or max(1, (os.cpu_count() or 1) // jobs)
+    if workers is None and jobs > 1 and specs and _on_cuda(specs[0]["device"]):
         for spec in specs:
             spec["workers"] = max(1, threads - 1)  # data loaders of concurrent jobs share the CPU cores
     start = time.perf_counter()
-    finished = failed = 0
+    finished = failures = 0
 
     def progress(spec: dict[str, Any], record: dict[str, Any] | None, error: str | None) -> None:
-        nonlocal finished, failed
+        nonlocal finished, failures
         finished += 1
         eta = (time.perf_counter() - start) / finished * (len(specs) - finished)
-        position = f"[{len(runs) - len(todo) + finished}/{len(runs)}] {spec['variant']} seed {spec['seed']}"
+        where = f"fold {spec['fold']}" if spec.get("fold") is not None else f"seed {spec['seed']}"
+        position = f"[{done_before + finished}/{total}] {spec['variant']} {where}"
         if record is None:
-            failed += 1
+            failures += 1
             say(f"{position}: FAILED ({error}); it will be retried on the next run; ETA {_clock(eta)}")
             return
         append_result(out, record)
-        write_report(out, config.command)
+        write_report(out, command)
         state = "converged" if record["converged"] else "NOT converged"
+        flag = ", FAILED (never left the all-background prediction)" if record.get("failed") else ""
         say(
-            f"{position}: test Dice {record['dice']:.4f}, {state} after {record['steps']} steps "
+            f"{position}: test Dice {record['dice']:.4f}, {state}{flag} after {record['steps']} steps "
             f"({record['wall_s']:.0f} s); ETA {_clock(eta)}"
         )
 
-    if config.jobs == 1:
-        if config.threads is not None:
+    if jobs == 1:
+        if threads_given is not None:
             import torch
 
-            torch.set_num_threads(config.threads)
+            torch.set_num_threads(threads_given)
         for spec in specs:
             say(f"training {spec['variant']} seed {spec['seed']} ...")
             try:
@@ -402,7 +421,7 @@ def run_ablation(config: AblationConfig, say: Callable[[str], None] = print) -> 
                 record, error = None, f"{type(exc).__name__}: {exc}"
             progress(spec, record, error)
     else:
-        with ThreadPoolExecutor(max_workers=config.jobs) as pool:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = {pool.submit(_job_in_subprocess, spec, threads): spec for spec in specs}
             for future in as_completed(futures):
                 try:
@@ -410,8 +429,8 @@ def run_ablation(config: AblationConfig, say: Callable[[str], None] = print) -> 
                 except Exception as exc:  # one failed run must not lose the others
                     record, error = None, str(exc)
                 progress(futures[future], record, error)
-    report = write_report(out, config.command)
-    say(f"report: {out / 'ablation.md'}" + (f" ({failed} failed run(s))" if failed else ""))
+    report = write_report(out, command)
+    say(f"report: {out / 'ablation.md'}" + (f" ({failures} failed run(s))" if failures else ""))
     return report
 
 
@@ -424,35 +443,3 @@ def _on_cuda(device: str) -> bool:
 def _clock(seconds: float) -> str:
     seconds = round(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def die_with_parent() -> None:
-    """End this worker when the ``s2m bench ablation`` process that started it ends.
-
-    Killing the study (``kill PID``) must not leave its ``--jobs`` workers training on for hours with
-    nobody to record their results. On Linux the kernel sends SIGTERM to the worker when its parent
-    dies (``prctl(PR_SET_PDEATHSIG)``); a parent that died before the request took effect is caught by
-    comparing the parent pid with the one in :data:`PARENT_PID_ENV`. Elsewhere this does nothing.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    pr_set_pdeathsig = 1  # <linux/prctl.h>
-    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    expected = os.environ.get(PARENT_PID_ENV)
-    if expected and os.getppid() != int(expected):
-        sys.exit(f"s2m bench ablation worker: the parent process {expected} is gone")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m s2mnet.bench.ablation --job JSON``: one (arm, seed) in a subprocess."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description="per-run worker of s2m bench ablation")
-    parser.add_argument("--job", required=True, help="JSON job spec")
-    spec = json.loads(parser.parse_args(argv).job)
-    die_with_parent()
-    print(json.dumps(run_job(spec)))
-    return 0
