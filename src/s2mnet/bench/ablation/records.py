@@ -40,3 +40,34 @@ def append_result(out: Path, record: dict[str, Any]) -> None:
     if old and not old.endswith("\n"):
         old += "\n"
     atomic_write_text(path, old + json.dumps(record) + "\n")
+
+
+def relative_path(text: str, roots: list[Path] | None = None) -> str:
+    """``text`` relative to the first of ``roots`` (default: the working directory) that holds it, else to
+    the first whose parent holds it (``../shared/data/DRIVE``); any other text is returned unchanged.
+
+    Records hold paths relative to the repository root, from which the commands run (no machine's
+    absolute folders).
+    """
+    import os
+
+    if not os.path.isabs(text):
+        return text
+    path = Path(text)
+    roots = [Path(root).absolute() for root in roots or [Path.cwd()]]
+    for root in roots:
+        if path == root or root in path.parents:
+            return os.path.relpath(path, root)
+    for root in roots:
+        if root.parent in path.parents:
+            return os.path.join("..", os.path.relpath(path, root.parent))
+    return text
+
+
+def relative_command(command: list[str]) -> list[str]:
+    """The command line with absolute paths (``--data /x/y`` or ``--data=/x/y``) made relative."""
+    out = []
+    for word in command:
+        flag, sep, value = word.partition("=")
+        out.append(f"{flag}={relative_path(value)}" if sep and flag.startswith("--") else relative_path(word))
+    return out

@@ -48,7 +48,15 @@ from s2mnet.bench.ablation.arms import (
     resolve_model_args,
 )
 from s2mnet.bench.ablation.convergence import MIN_DELTA, failed, finite_losses, plateaued, read_curve
-from s2mnet.bench.ablation.records import CONFIG, RESULTS, SPLITS, append_result, read_results
+from s2mnet.bench.ablation.records import (
+    CONFIG,
+    RESULTS,
+    SPLITS,
+    append_result,
+    read_results,
+    relative_command,
+    relative_path,
+)
 from s2mnet.errors import S2MError
 from s2mnet.planning.budget import steps_per_epoch
 from s2mnet.planning.recipe import default_lr
@@ -235,7 +243,7 @@ def _budget(config: AblationConfig) -> dict[str, Any]:
     floor = {} if config.min_epochs is None else {"min_epochs": config.min_epochs}  # older studies had none
     return {
         **floor,
-        "data": str(config.data) if config.data is not None else None,
+        "data": relative_path(str(config.data)) if config.data is not None else None,
         "plan": config.plan,
         "max_epochs": config.max_epochs,
         "patience": config.patience,
@@ -322,7 +330,7 @@ def _spec(config: AblationConfig, out: Path, name: str, seed: int) -> dict[str, 
         "workers": config.workers,
         "time_limit_s": config.time_limit_s,
         "drop_weights": config.drop_weights,
-        "command": list(config.command or sys.argv),
+        "command": relative_command(list(config.command or sys.argv)),
     }
 
 

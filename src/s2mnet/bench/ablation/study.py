@@ -268,7 +268,7 @@ def run_study(
     Returns:
         The report summary.
     """
-    from s2mnet.bench.ablation.records import read_results
+    from s2mnet.bench.ablation.records import read_results, relative_command
     from s2mnet.bench.ablation.runner import execute
 
     folder = Path(folder)
@@ -285,7 +285,7 @@ def run_study(
     extra = {
         "workers": options.get("workers"),
         "drop_weights": bool(options.get("drop_weights")),
-        "command": list(options.get("command") or sys.argv),
+        "command": relative_command(list(options.get("command") or sys.argv)),
     }
     specs = study_specs(study, folder, todo, extra)
     say(
