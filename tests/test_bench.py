@@ -258,7 +258,8 @@ def test_ablation_runs_report_and_resume(ablation_data: Path, tiny_ablation: tup
         steps = [step for step, _ in record["curve"]]
         assert steps == sorted(steps) and 1 <= len(steps) <= 3 and steps[-1] == record["steps"] <= 6
         values = [dice for _, dice in record["curve"]]
-        assert record["converged"] == ablation.plateaued(values, 1)
+        assert record["converged"] == ablation.plateaued(values, 1, background=record["background_val_dice"])
+        assert record["failed"] == ablation.failed(values, record["background_val_dice"], 0.005)
         assert record["loss_args"]["weighting"] == "paper" and record["loss_args"]["gate_structure"] is False
     splits = [
         json.loads((out / "runs" / r / "splits.json").read_text())["test"] for r in ("paper_s1", "no_sstm_s2")
@@ -323,7 +324,7 @@ def test_arms_seeds_and_budget() -> None:
 
     required = {"paper", "paper_aa", "ours", "no_sstm", "attention", "k16", "kfull", "cfilter", "dicece"}
     required |= {"masl_fixed", "masl_nomod", "no_boundary", "no_bfd", "bfd_norouting", "no_mrfse"}
-    assert required | {"unet_dicece", "monai_unet_dicece"} == set(ablation.ARMS)
+    assert required | {"unet_dicece", "monai_unet_dicece", "monai_unet_dicece_3x"} == set(ablation.ARMS)
     for name in ablation.ARMS:
         arm = ablation.arm(name)
         assert arm.model in list_models() and arm.loss in list_losses(), name
