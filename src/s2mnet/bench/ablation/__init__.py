@@ -22,11 +22,13 @@ from s2mnet.bench.ablation.arms import (
     core_arms,
     parse_arms,
 )
-from s2mnet.bench.ablation.convergence import MIN_DELTA, failed, plateaued
+from s2mnet.bench.ablation.convergence import MIN_DELTA, epochs_for_steps, failed, plateaued
+from s2mnet.bench.ablation.declared import run_study
 from s2mnet.bench.ablation.records import read_results
 from s2mnet.bench.ablation.report import summarise_results, write_report
-from s2mnet.bench.ablation.runner import AblationConfig, epochs_for_steps, run_ablation, steps_per_epoch
-from s2mnet.bench.ablation.study import declared_runs, load_study, run_study
+from s2mnet.bench.ablation.runner import AblationConfig, run_ablation
+from s2mnet.bench.ablation.study import declared_runs, load_study
+from s2mnet.planning.budget import steps_per_epoch
 
 __all__ = [
     "AA_ARM",

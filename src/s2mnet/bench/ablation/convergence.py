@@ -13,6 +13,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from s2mnet.planning.budget import steps_per_epoch
+
 MIN_DELTA = 0.005
 
 
@@ -73,3 +75,8 @@ def read_curve(run_dir: Path) -> list[list[float]]:
     return [
         [int(float(r["step"])), float(r["val_dice"])] for r in rows if r.get("val_dice") not in (None, "")
     ]
+
+
+def epochs_for_steps(max_steps: int, samples: int, batch: int) -> int:
+    """The epoch cap that gives at least ``max_steps`` optimiser steps."""
+    return max(1, math.ceil(max_steps / steps_per_epoch(samples, batch)))

@@ -26,7 +26,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import subprocess
@@ -47,7 +46,13 @@ from s2mnet.bench.ablation.arms import (
     reference_seed,
     resolve_model_args,
 )
-from s2mnet.bench.ablation.convergence import MIN_DELTA, failed, finite_losses, plateaued, read_curve
+from s2mnet.bench.ablation.convergence import (
+    MIN_DELTA,
+    failed,
+    finite_losses,
+    plateaued,
+    read_curve,
+)
 from s2mnet.bench.ablation.records import (
     CONFIG,
     RESULTS,
@@ -58,7 +63,6 @@ from s2mnet.bench.ablation.records import (
     relative_path,
 )
 from s2mnet.errors import S2MError
-from s2mnet.planning.budget import steps_per_epoch
 from s2mnet.planning.recipe import default_lr
 
 
@@ -111,14 +115,6 @@ class AblationConfig:
     time_limit_s: float | None = None
     drop_weights: bool = False
     command: list[str] | None = None
-
-
-# --- caps ---------------------------------------------------------------------------------------
-
-
-def epochs_for_steps(max_steps: int, samples: int, batch: int) -> int:
-    """The epoch cap that gives at least ``max_steps`` optimiser steps."""
-    return max(1, math.ceil(max_steps / steps_per_epoch(samples, batch)))
 
 
 # --- one job --------------------------------------------------------------------------------------

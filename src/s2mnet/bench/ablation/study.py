@@ -8,7 +8,8 @@ cosine schedule with its warm-up), the ``primary_metric``, the ``equivalence_mar
 sizes (``paper_effects``), the ``reference`` arm and the A/A arm (``aa_arm``).
 
 * :func:`load_study` reads and checks a declaration; :func:`declared_runs` lists its (arm, replicate)
-  runs, of which ``--arms``/``--seeds``/``--folds`` may select a subset, never add to it.
+  runs, of which ``--arms``/``--seeds``/``--folds`` may select a subset, never add to it;
+  :func:`s2mnet.bench.ablation.declared.run_study` trains those that ``results.jsonl`` lacks.
 * One schedule for every arm: each arm trains ``max_steps`` with the study's cosine schedule and warm-up.
   An arm at equal compute is a separately named arm (``monai_unet_dicece_3x``) whose scale the study
   declares in ``arm_scale`` (its cap, floor, schedule and warm-up all scale); it is reported beside the
@@ -26,8 +27,6 @@ sizes (``paper_effects``), the ``reference`` arm and the A/A arm (``aa_arm``).
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +160,7 @@ def study_specs(
         runs: (arm, replicate) pairs to train.
         extra: ``workers``, ``drop_weights``, ``command`` (they do not change what a run computes).
     """
-    from s2mnet.bench.ablation.runner import epochs_for_steps
+    from s2mnet.bench.ablation.convergence import epochs_for_steps
     from s2mnet.planning.recipe import default_lr
 
     protocol = study["protocol"]
@@ -248,60 +247,6 @@ def prepare_study(study: dict[str, Any], folder: Path) -> None:
         split = json.loads(path.read_text(encoding="utf-8"))
         background = {p: _empty_share(split[p], empty) for p in ("val", "test")}
     study["background"] = background
-
-
-def run_study(
-    folder: str | Path,
-    arms: list[str] | None = None,
-    replicates: list[int] | None = None,
-    run: dict[str, Any] | None = None,
-    say: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Train the declared runs of the study in ``folder`` that ``results.jsonl`` lacks; rebuild the report.
-
-    Args:
-        folder: the study folder (as given; its ``study.json`` holds the protocol).
-        arms, replicates: a subset of the declared arms and seeds (or fold numbers) to train now.
-        run: how, not what: ``jobs``, ``workers``, ``drop_weights``, ``command``.
-        say: where progress lines go.
-
-    Returns:
-        The report summary.
-    """
-    from s2mnet.bench.ablation.records import read_results, relative_command
-    from s2mnet.bench.ablation.runner import execute
-
-    folder = Path(folder)
-    study = load_study(folder)
-    if not Path(study["data"]).is_dir():
-        raise S2MError(
-            f"{study['data']}: the study's data folder is not found (run from the repository root)"
-        )
-    runs = declared_runs(study, arms, replicates)
-    done = {(r["variant"], run_key(study, r)) for r in read_results(folder)}
-    todo = [item for item in runs if item not in done]
-    prepare_study(study, folder)
-    options = dict(run or {})
-    extra = {
-        "workers": options.get("workers"),
-        "drop_weights": bool(options.get("drop_weights")),
-        "command": relative_command(list(options.get("command") or sys.argv)),
-    }
-    specs = study_specs(study, folder, todo, extra)
-    say(
-        f"s2m bench ablation --study {folder}: {len(runs)} runs selected, {len(runs) - len(todo)} done, "
-        f"{len(todo)} to do"
-    )
-    jobs = int(options.get("jobs") or 1)
-    protocol = study["protocol"]
-    return execute(
-        folder,
-        specs,
-        (len(runs), len(runs) - len(todo)),
-        (jobs, protocol["threads"], extra["workers"]),
-        say,
-        extra["command"],
-    )
 
 
 def run_key(study: dict[str, Any], record: dict[str, Any]) -> int:
