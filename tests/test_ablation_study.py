@@ -359,3 +359,21 @@ def test_records_hold_relative_paths(tmp_path: Path, monkeypatch) -> None:
     config = ablation.AblationConfig(data=tmp_path / "shared" / "d", out="o")
     assert runner._budget(config)["data"] == "../shared/d"
     assert runner._spec(config, Path("o"), "paper", 1)["command"][0] != str(root)
+
+
+def test_data_order_follows_the_data_seed_not_the_init_seed() -> None:
+    import torch
+
+    from s2mnet.engine.config import TrainConfig
+    from s2mnet.engine.distributed import DistContext
+    from s2mnet.engine.train import _train_loader
+
+    def order(seed: int, data_seed: int | None) -> list[int]:
+        config = TrainConfig(data=".", out=".", seed=seed, data_seed=data_seed, workers=0)
+        loader = _train_loader(
+            list(range(16)), {"batch_size": 16}, config, torch.device("cpu"), DistContext()
+        )
+        return next(iter(loader)).tolist()
+
+    assert order(10042, 42) == order(42, None) == order(42, 42)  # the A/A run's data order is its pair's
+    assert order(10042, None) != order(42, None)  # v2's A/A changed it with the initialisation
