@@ -8,6 +8,10 @@ and written atomically. One figure per case, three panels:
 * the prediction drawn over the image. For binary masks the prediction panel shows the errors:
   green = true positive, red = false positive, blue = false negative (missed). For multi-class masks
   each class has its own colour (tab10) in both mask panels.
+
+:func:`save_contour_overlay` draws one panel instead, at the image's resolution: the prediction's
+contour on the image (``s2m predict --overlays``, no ground truth needed) and, when given, the truth's
+(``s2m evaluate --pred --truth --images``). This module imports no torch: the onnxruntime predictor uses it.
 """
 
 from __future__ import annotations
@@ -90,6 +94,59 @@ def save_overlay(
     figure.tight_layout()
     atomic_write_with(path, lambda tmp: figure.savefig(tmp, format="png"))
     return path
+
+
+def save_contour_overlay(
+    path: str | Path,
+    image: np.ndarray,
+    pred: np.ndarray,
+    truth: np.ndarray | None = None,
+    title: str = "",
+) -> Path:
+    """Write a PNG of the image with the prediction's contour (and the truth's, when given).
+
+    Args:
+        path: destination PNG.
+        image: ``(H, W)`` or ``(H, W, C)`` float in [0, 1], as ``s2mnet.data.read_image``.
+        pred: ``(H, W)`` mask ({0, 1}, {0, 255} or class indices: one contour per class, tab10 colours
+            from C1; binary in red) or ``(R, H, W)`` region masks (one contour per region).
+        truth: optional mask in the same encoding, drawn dashed in cyan (every class).
+        title: figure title (e.g. the file name).
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    grey = _as_rgb(image)
+    height, width = grey.shape[:2]
+    figure = Figure(figsize=(max(width, 64) / 100, max(height, 64) / 100 + (0.3 if title else 0)), dpi=100)
+    FigureCanvasAgg(figure)
+    axis = figure.add_axes((0.0, 0.0, 1.0, height / (height + (30 if title else 0))))
+    axis.imshow(grey, interpolation="nearest")
+    if truth is not None:
+        for _colour, layer in _layers(truth):
+            axis.contour(layer, levels=[0.5], colors=[_TRUTH], linewidths=1.0, linestyles="dashed")
+    for colour, layer in _layers(pred):
+        axis.contour(layer, levels=[0.5], colors=[colour], linewidths=1.2)
+    axis.set_axis_off()
+    if title:
+        figure.suptitle(title, fontsize=8, y=0.995, va="top")
+    atomic_write_with(path, lambda tmp: figure.savefig(tmp, format="png"))
+    return path
+
+
+def _layers(mask: np.ndarray) -> list[tuple[tuple[float, float, float], np.ndarray]]:
+    """``(colour, float {0, 1} layer)`` per foreground class (2-D map) or region (3-D stack) present."""
+    mask = np.asarray(mask)
+    if mask.ndim == 3:
+        planes = [(to_rgb(f"C{index % 10}"), plane > 0) for index, plane in enumerate(mask)]
+    else:
+        values = [int(value) for value in np.unique(mask) if value > 0]
+        if values in ([1], [255]):
+            planes = [(_FALSE_POSITIVE, mask > 0)]
+        else:
+            planes = [(to_rgb(f"C{value % 10}"), mask == value) for value in values]
+    return [(colour, plane.astype(float)) for colour, plane in planes if plane.any()]
 
 
 def write_report(
