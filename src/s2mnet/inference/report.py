@@ -30,6 +30,7 @@ from s2mnet.io_utils import atomic_write_text, atomic_write_with
 _TRUTH = to_rgb("cyan")
 _TRUE_POSITIVE, _FALSE_POSITIVE, _FALSE_NEGATIVE = to_rgb("limegreen"), to_rgb("red"), to_rgb("dodgerblue")
 _ALPHA = 0.55
+_UNITS = {"px": "pixels", "mm": "millimetres (the NIfTI headers' voxel spacing)"}
 _SUMMARY_ROWS = ("dice", "iou", "precision", "recall", "hd95", "assd", "cldice")
 
 
@@ -170,11 +171,13 @@ def write_report(
     lines = [f"# {title}", ""]
     context = [
         f"{key}: `{metrics[key]}`"
-        for key in ("run", "data", "split", "n_cases", "tta", "fov")
+        for key in ("run", "data", "pred", "truth", "split", "n_cases", "tta", "fov")
         if key in metrics
     ]
     if context:
         lines += ["; ".join(context), ""]
+    if "distance_unit" in metrics:
+        lines += [f"HD95 and ASSD in {_UNITS.get(metrics['distance_unit'], metrics['distance_unit'])}.", ""]
     lines += ["| metric | mean ± std |", "|---|---|"]
     lines += [_row(name, metrics) for name in _SUMMARY_ROWS if name in metrics]
     per_class = metrics.get("per_class") or {}
@@ -202,6 +205,14 @@ def write_report(
             lines += ["", "| class | volume Dice |", "|---|---|"]
             for index, values in volumes["per_class"].items():
                 lines.append(f"| {names.get(index, index)} | {_mean_std(values, 'dice')} |")
+    trivial = metrics.get("trivial")
+    if trivial:
+        lines += [
+            "",
+            f"Trivial predictions: Dice {trivial['dice_all_empty']:.4f} predicting every image empty, "
+            f"{trivial['dice_all_foreground']:.4f} predicting all foreground (the model: "
+            f"{metrics.get('dice', float('nan')):.4f}).",
+        ]
     if "empty_policy" in metrics:
         lines += ["", f"Empty masks: {metrics['empty_policy']}."]
     if overlays:
