@@ -16,8 +16,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "predict",
         help="segment new images; masks at each image's original size",
         description="Segment an image or every image of a folder; writes PNG masks (0/255 for binary, "
-        "class indices otherwise) with the input's file stem. With --model FILE.onnx (from s2m export) "
-        "the model runs on the CPU with onnxruntime, without importing torch.",
+        "class indices otherwise) with the input's file stem; --probabilities and --overlays add probability "
+        "maps and contour pictures. With --model FILE.onnx (from s2m export) "
+        "the model runs with onnxruntime (CPU, or CUDA with onnxruntime-gpu), without importing torch.",
     )
     source = predict.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", type=Path, help="run folder written by s2m train")
