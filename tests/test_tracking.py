@@ -27,6 +27,12 @@ class FakeMlflow(types.ModuleType):
     def set_tracking_uri(self, uri: str) -> None:
         self.calls.append(("uri", uri))
 
+    def get_experiment_by_name(self, name: str) -> None:
+        return None
+
+    def create_experiment(self, name: str, artifact_location: str) -> None:
+        self.calls.append(("create", name, artifact_location))
+
     def set_experiment(self, name: str) -> None:
         self.calls.append(("experiment", name))
 
@@ -65,7 +71,11 @@ def test_a_tiny_run_reaches_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     data = make_synthetic_dataset(tmp_path / "data", n=8, size=32, seed=0)
     train(tiny_config(data, tmp_path / "runs" / "busi", tracker="mlflow"))
-    assert fake.calls[0] == ("uri", (tmp_path / "runs" / "mlruns").resolve().as_uri())
+    store = (tmp_path / "runs" / "mlruns").resolve()
+    assert fake.calls[:2] == [
+        ("uri", f"sqlite:///{store / 'mlflow.db'}"),
+        ("create", "s2mnet", (store / "artifacts").as_uri()),
+    ]
     assert ("start", "busi") in fake.calls and fake.calls[-1] == ("end", "FINISHED")
     assert fake.params["plan.size"] == "32" and fake.params["train_config.seed"] == "7"
     assert [step for _, step in fake.metrics] == [2, 4]  # 8 samples / batch 4 = 2 steps per epoch
@@ -84,7 +94,7 @@ def test_the_tracking_uri_of_the_environment_wins(tmp_path: Path, monkeypatch: p
     tracker = make_tracker("mlflow", tmp_path / "run")
     tracker.log_metrics({"epoch": 1, "step": 3, "val_dice": float("nan"), "train_loss": 0.5}, step=3)
     tracker.finish("FINISHED")
-    assert not any(call[0] == "uri" for call in fake.calls)
+    assert [call[0] for call in fake.calls] == ["experiment", "start", "end"]
     assert fake.params == {"model.name": "s2mnet"} and fake.metrics == [
         ({"epoch": 1.0, "train_loss": 0.5}, 3)
     ]
@@ -104,3 +114,23 @@ def test_bad_trackers_are_one_line(tmp_path, capsys, monkeypatch, tracker: str, 
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and fragment in err[0] and f"--tracker {tracker}" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_real_mlflow_store_beside_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mlflow = pytest.importorskip("mlflow")
+    from s2mnet.engine.tracking import make_tracker
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run_dir = tmp_path / "runs" / "r1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text('{"seed": 7, "model": {"name": "s2mnet"}}')
+    (run_dir / "train_log.csv").write_text("epoch,step\n1,2\n")
+    tracker = make_tracker("mlflow", run_dir)
+    tracker.log_metrics({"epoch": 1, "step": 2, "val_dice": 0.5}, step=2)
+    tracker.finish("FINISHED")
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlruns' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("s2mnet").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params == {"seed": "7", "model.name": "s2mnet"}
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_dice")] == [(2, 0.5)]
+    assert sorted(a.path for a in client.list_artifacts(run.info.run_id)) == ["run.json", "train_log.csv"]

@@ -13,8 +13,10 @@ A tracker receives what the run folder receives, from rank 0 only (the
 
 MLflow's store: ``MLFLOW_TRACKING_URI`` when set (a server, a database, a folder); otherwise a local
 ``mlruns/`` folder beside the run folder (``RUNS/mlruns`` for ``--out RUNS/busi``, so that the runs of one
-folder share a store: ``mlflow ui --backend-store-uri RUNS/mlruns``). The experiment is ``s2mnet``
-(``MLFLOW_EXPERIMENT_NAME`` overrides it) and the MLflow run is named after the run folder.
+folder share a store), holding an SQLite database ``mlflow.db`` and the ``artifacts/`` (MLflow 3 refuses
+plain-folder stores by default): ``mlflow ui --backend-store-uri sqlite:///RUNS/mlruns/mlflow.db``. The
+experiment is ``s2mnet`` (``MLFLOW_EXPERIMENT_NAME`` overrides it) and the MLflow run is named after the
+run folder.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from s2mnet.errors import S2MError
 
 #: The names ``--tracker`` accepts.
 TRACKERS = ("none", "mlflow")
+#: The local MLflow store beside the run folder (without ``MLFLOW_TRACKING_URI``).
+LOCAL_STORE = "mlruns"
 #: MLflow's limit on a parameter value (characters).
 MLFLOW_PARAM_LIMIT = 500
 _ARTIFACTS = (CURVES_PNG, LOG_CSV, RUN_CONFIG, PLAN_JSON, SPLITS_JSON)
@@ -83,9 +87,14 @@ class MlflowTracker:
 
         self.mlflow = mlflow
         self.run_dir = run_dir
+        experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or "s2mnet"
         if not os.environ.get("MLFLOW_TRACKING_URI"):
-            mlflow.set_tracking_uri((run_dir.resolve().parent / "mlruns").as_uri())
-        mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or "s2mnet")
+            store = run_dir.resolve().parent / LOCAL_STORE
+            store.mkdir(parents=True, exist_ok=True)
+            mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
+            if mlflow.get_experiment_by_name(experiment) is None:  # artifacts beside the database
+                mlflow.create_experiment(experiment, artifact_location=(store / "artifacts").as_uri())
+        mlflow.set_experiment(experiment)
         self.run = mlflow.start_run(run_name=run_dir.name)
         params: dict[str, str] = {}
         for name, prefix in ((RUN_CONFIG, ""), (PLAN_JSON, "plan.")):
