@@ -236,12 +236,12 @@ def _mean_std(values: dict, name: str) -> str:
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:
-    """(H, W) or (H, W, C) in [0, 1] → (H, W, 3) float for display."""
+    """(H, W) or (H, W, C) in [0, 1] → (H, W, 3) float for display (C ≠ 3: the first channel, grey)."""
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 2:
         image = image[..., None]
-    if image.shape[-1] == 1:
-        image = np.repeat(image, 3, axis=-1)
+    if image.shape[-1] != 3:
+        image = np.repeat(image[..., :1], 3, axis=-1)
     return np.clip(image[..., :3], 0.0, 1.0)
 
 
