@@ -168,7 +168,8 @@ def test_onnx_predictor_never_imports_the_training_stack(workspace: dict[str, Pa
         "import sys\n"
         "from s2mnet.cli import main\n"
         f"status = main(['predict', '--model', {str(workspace['root'] / 'binary.onnx')!r}, "
-        f"{str(workspace['images'] / 'wide.png')!r}, '--output', {str(tmp_path / 'out')!r}])\n"
+        f"{str(workspace['images'] / 'wide.png')!r}, '--output', {str(tmp_path / 'out')!r}, "
+        "'--probabilities', '--overlays'])\n"
         "heavy = [name for name in ('torch', 'monai', 'albumentations') if name in sys.modules]\n"
         "print(status, heavy)\n"
     )
@@ -176,6 +177,8 @@ def test_onnx_predictor_never_imports_the_training_stack(workspace: dict[str, Pa
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "0 []"
     assert (tmp_path / "out" / "wide.png").is_file()
+    assert (tmp_path / "out" / "probabilities" / "wide.npy").is_file()
+    assert (tmp_path / "out" / "overlays" / "wide.png").is_file()
 
 
 def test_metadata_carries_what_the_predictor_needs(workspace: dict[str, Path]) -> None:

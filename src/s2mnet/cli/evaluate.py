@@ -1,12 +1,15 @@
-"""``s2m evaluate``: metrics of a trained run on its held-out split or another dataset."""
+"""``s2m evaluate``: metrics of a trained run on its held-out split or another dataset, or of a folder of
+masks made by any tool (``--pred DIR --truth DIR``)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from s2mnet.cli.common import format_metrics
+from s2mnet.engine.outputs import check_output_dir, check_replaceable_file
 from s2mnet.engine.rundir import eval_dir, require_run
 from s2mnet.errors import S2MError
 
@@ -15,12 +18,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add this command to the ``s2m`` sub-command parser."""
     evaluate = commands.add_parser(
         "evaluate",
-        help="metrics of a trained run (default: its held-out test split)",
+        help="metrics of a trained run (default: its held-out test split) or of a folder of masks",
         description="Per-image Dice (threshold 0.5), IoU, precision, recall, HD95, ASSD on the run's "
-        "held-out split, or on another dataset with --data. The JSON's top-level 'dice' is the mean "
-        "per-image Dice.",
+        "held-out split, or on another dataset with --data; or of any tool's masks with --pred DIR --truth "
+        "DIR (NIfTI volumes in 3-D, distances in mm). The JSON's top-level 'dice' is the mean per-case Dice.",
     )
-    evaluate.add_argument("--run", required=True, type=Path, help="run folder written by s2m train")
+    evaluate.add_argument("--run", type=Path, help="run folder written by s2m train")
+    evaluate.add_argument("--pred", type=Path, help="folder of predicted masks to score (needs --truth)")
+    evaluate.add_argument("--truth", type=Path, help="folder of ground-truth masks for --pred")
+    evaluate.add_argument("--images", type=Path, help="with --pred: the images, for overlays")
     evaluate.add_argument("--data", type=Path, help="evaluate on all cases of this dataset instead")
     evaluate.add_argument(
         "--split",
@@ -28,7 +34,16 @@ def register(commands: argparse._SubParsersAction) -> None:
         choices=("train", "val", "test", "all"),
         help="split of the run's own data (default test)",
     )
-    evaluate.add_argument("--json", type=Path, help="write the metrics to this JSON file")
+    evaluate.add_argument(
+        "--output",
+        type=Path,
+        help="folder for metrics.json, cases.csv, report.md, overlays/ (default RUN/eval_<split>[_tta], "
+        "or <PRED>_eval beside --pred)",
+    )
+    evaluate.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+    evaluate.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier --output folder or a --json file"
+    )
     evaluate.add_argument("--tta", action="store_true", help="8-way flip/rotation test-time augmentation")
     evaluate.add_argument(
         "--which", default="best", choices=("best", "last"), help="checkpoint (default best)"
@@ -38,10 +53,22 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check the run folder (and --data) before importing torch, evaluate, print the summary."""
+    """Check the paths and flags before importing torch, evaluate, print the summary."""
+    if args.json is not None:
+        check_replaceable_file(
+            args.json, overwrite=args.overwrite, ours=_evaluate_json, writer="s2m evaluate", flag="--json"
+        )
+    if args.pred is not None or args.truth is not None:
+        return _score_folders(args)
+    if args.run is None:
+        raise S2MError("s2m evaluate: give --run RUN, or --pred DIR --truth DIR")
+    if args.images is not None:
+        raise S2MError("--images goes with --pred and --truth (a run's overlays use its dataset's images)")
     require_run(args.run)
     if args.data is not None and not args.data.is_dir():
         raise S2MError(f"{args.data}: dataset folder not found")
+    if args.output is not None:
+        check_output_dir(args.output, overwrite=args.overwrite, marker="metrics.json", what="evaluate")
     from s2mnet.engine.device import resolve_device
     from s2mnet.inference.evaluate import evaluate_run
 
@@ -51,11 +78,46 @@ def run(args: argparse.Namespace) -> int:
         split=args.split,
         tta=args.tta,
         json_path=args.json,
+        out_dir=args.output,
         which=args.which,
         device=resolve_device(args.device),
         progress=sys.stderr.isatty(),
     )
+    report = args.output or eval_dir(args.run, metrics["split"], args.tta)
+    _print(metrics, report, args.json)
+    return 0
+
+
+def _score_folders(args: argparse.Namespace) -> int:
+    """``--pred DIR --truth DIR [--images DIR]``: check the folders, then score."""
+    if args.pred is None or args.truth is None:
+        raise S2MError("--pred and --truth go together: the predicted masks and the ground-truth masks")
+    if args.run is not None or args.data is not None:
+        raise S2MError("--pred/--truth score existing masks; they do not take --run or --data")
+    for flag, folder in (("--pred", args.pred), ("--truth", args.truth), ("--images", args.images)):
+        if folder is not None and not folder.is_dir():
+            raise S2MError(f"{folder}: {flag} folder not found")
+    from s2mnet.inference.score_folder import default_output, score_folders
+
+    output = args.output or default_output(args.pred)
+    check_output_dir(output, overwrite=args.overwrite, marker="metrics.json", what="evaluate")
+    metrics = score_folders(
+        args.pred,
+        args.truth,
+        images_dir=args.images,
+        out_dir=output,
+        json_path=args.json,
+        progress=sys.stderr.isatty(),
+        overwrite=args.overwrite,
+    )
+    _print(metrics, output, args.json)
+    return 0
+
+
+def _print(metrics: dict, report: Path, json_path: Path | None) -> None:
     print(format_metrics(metrics))
+    if metrics.get("distance_unit"):
+        print(f"  (HD95 and ASSD in {metrics['distance_unit']})")
     trivial = metrics.get("trivial")
     if trivial:
         print(
@@ -64,8 +126,15 @@ def run(args: argparse.Namespace) -> int:
         )
     for line in metrics.get("warnings", []):
         print(f"warning: {line}", file=sys.stderr)
-    report = eval_dir(args.run, metrics["split"], args.tta)
     print(f"per-case metrics, overlays and report.md in {report}")
-    if args.json is not None:
-        print(f"metrics written to {args.json}")
-    return 0
+    if json_path is not None:
+        print(f"metrics written to {json_path}")
+
+
+def _evaluate_json(path: Path) -> bool:
+    """Whether ``path`` holds metrics of an earlier ``s2m evaluate`` (``n_cases`` and ``empty_policy``)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "n_cases" in data and "empty_policy" in data

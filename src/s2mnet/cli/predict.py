@@ -16,12 +16,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         "predict",
         help="segment new images; masks at each image's original size",
         description="Segment an image or every image of a folder; writes PNG masks (0/255 for binary, "
-        "class indices otherwise) with the input's file stem. With --model FILE.onnx (from s2m export) "
-        "the model runs on the CPU with onnxruntime, without importing torch.",
+        "class indices otherwise) with the input's file stem; --probabilities and --overlays add probability "
+        "maps and contour pictures. With --model FILE.onnx (from s2m export) "
+        "the model runs with onnxruntime (CPU, or CUDA with onnxruntime-gpu), without importing torch.",
     )
     source = predict.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", type=Path, help="run folder written by s2m train")
-    source.add_argument("--model", type=Path, help="ONNX file written by s2m export (onnxruntime, CPU)")
+    source.add_argument("--model", type=Path, help="ONNX file written by s2m export (onnxruntime, no torch)")
     predict.add_argument("inputs", nargs="*", type=Path, metavar="INPUT", help="image files or folders")
     predict.add_argument("--input", type=Path, help="an image file or a folder of images")
     predict.add_argument(
@@ -34,7 +35,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--which", default="best", choices=("best", "last"), help="checkpoint (default best)"
     )
-    predict.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
+    predict.add_argument(
+        "--device",
+        default="auto",
+        help="auto, cpu, cuda (default auto; with --model, cuda needs onnxruntime-gpu)",
+    )
+    predict.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="also write float32 probability maps, OUTPUT/probabilities/<stem>.npy (C, H, W)",
+    )
+    predict.add_argument(
+        "--overlays",
+        action="store_true",
+        help="also write the prediction's contour on the image, OUTPUT/overlays/",
+    )
     predict.add_argument("--overwrite", action="store_true", help="replace masks of an earlier s2m predict")
     predict.add_argument("--colours", action="store_true", help="RGB masks in palette.json colours")
     predict.set_defaults(handler=run)
@@ -63,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             progress=sys.stderr.isatty(),
             warn=_warn,
+            device=args.device,
+            probabilities=args.probabilities,
+            overlays=args.overlays,
         )
-        print(f"{len(written)} mask(s) written to {args.output}")
+        _report(written, args)
         return 0
 
     from s2mnet.engine.device import resolve_device
@@ -81,9 +99,19 @@ def run(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(),
         colours=args.colours,
         warn=_warn,
+        probabilities=args.probabilities,
+        overlays=args.overlays,
     )
-    print(f"{len(written)} mask(s) written to {args.output}")
+    _report(written, args)
     return 0
+
+
+def _report(written: list[Path], args: argparse.Namespace) -> None:
+    """The summary lines: masks, and where the probability maps and overlays are."""
+    print(f"{len(written)} mask(s) written to {args.output}")
+    for flag, folder in ((args.probabilities, "probabilities"), (args.overlays, "overlays")):
+        if flag:
+            print(f"{folder} in {args.output / folder}")
 
 
 def _warn(line: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from s2mnet.cli.common import add_common_run_flags, check_positive, key_values
 from s2mnet.engine.outputs import check_output_dir
 from s2mnet.engine.rundir import RUN_CONFIG, require_run
+from s2mnet.engine.tracking import check_tracker
 from s2mnet.errors import S2MError
 
 #: ``s2m train`` flags that feed the data plan (``make_plan(..., overrides=...)``), by plan key.
@@ -30,7 +31,13 @@ PLAN_FLAGS = (
 
 
 #: ``s2m train`` flags that ``--resume`` accepts, by TrainConfig field (the others are the run's stored ones).
-RESUME_FLAGS = {"device": "device", "workers": "workers", "time_limit": "time_limit_s", "quiet": "quiet"}
+RESUME_FLAGS = {
+    "device": "device",
+    "workers": "workers",
+    "time_limit": "time_limit_s",
+    "quiet": "quiet",
+    "tracker": "tracker",
+}
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -166,6 +173,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     system.add_argument(
         "--no-tensorboard", dest="tensorboard", action="store_false", help="do not write TensorBoard logs"
     )
+    system.add_argument(
+        "--tracker",
+        default="none",
+        help="experiment tracker: none (default) or mlflow (pip install 's2mnet[mlflow]'; a local mlruns/ "
+        "beside the run folder unless MLFLOW_TRACKING_URI is set)",
+    )
     train.set_defaults(handler=run)
 
 
@@ -206,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         quiet=args.quiet,
         tensorboard=args.tensorboard,
+        tracker=args.tracker,
         command=args.command_line,
         compile=args.compile,
         sync_bn=args.sync_bn,
@@ -242,6 +256,7 @@ def _resume_config(args: argparse.Namespace, resume_config: Any) -> Any:
 
 def _check_before_heavy_imports(args: argparse.Namespace) -> None:
     """Paths, flags and the output folder, checked before torch is imported: mistakes answered at once."""
+    check_tracker(args.tracker)
     if args.resume is not None:
         require_run(args.resume)
         return

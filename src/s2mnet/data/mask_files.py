@@ -71,12 +71,14 @@ def input_images(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list
     return images
 
 
-def output_paths(inputs: list[Path], output_dir: str | os.PathLike, overwrite: bool) -> list[Path]:
-    """``OUTPUT/<stem>.png`` for each input, after the checks described in the module docstring."""
+def output_paths(
+    inputs: list[Path], output_dir: str | os.PathLike, overwrite: bool, suffix: str = ".png"
+) -> list[Path]:
+    """``OUTPUT/<stem><suffix>`` for each input, after the checks described in the module docstring."""
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise S2MError(f"{output_dir}: exists and is not a folder; choose another output folder")
-    outputs = [output_dir / f"{source.stem}.png" for source in inputs]
+    outputs = [output_dir / f"{source.stem}{suffix}" for source in inputs]
     seen: dict[Path, Path] = {}
     for source, target in zip(inputs, outputs, strict=True):
         if target in seen:
@@ -185,6 +187,10 @@ class MaskOutput:
         """Stage ``mask`` for ``target`` (see :func:`write_mask`)."""
         write_mask(self.path(target), mask, binary)
 
+    def write_probabilities(self, target: str | os.PathLike, probs: np.ndarray) -> None:
+        """Stage a ``(C, H, W)`` probability map for ``target`` (see :func:`write_probabilities`)."""
+        write_probabilities(self.path(target), probs)
+
     def _claim(self) -> None:
         if self.root.exists() and not self.root.is_dir():
             raise S2MError(f"{self.root}: exists and is not a folder; choose another output folder")
@@ -283,3 +289,18 @@ def write_mask(path: Path, mask: np.ndarray, binary: bool) -> None:
     """Save an ``(H, W)`` {0, 1} or class-index mask as an 8-bit grey PNG (binary → {0, 255})."""
     picture = Image.fromarray((mask * 255 if binary else mask).astype(np.uint8))  # 2-D uint8 → grey "L"
     atomic_write_with(path, lambda tmp: picture.save(tmp, format="PNG"))
+
+
+#: Sub-folders of ``s2m predict``'s output for ``--probabilities`` and ``--overlays``.
+PROBABILITIES_DIR, OVERLAYS_DIR = "probabilities", "overlays"
+
+
+def write_probabilities(path: Path, probs: np.ndarray) -> None:
+    """Save ``(C, H, W)`` probabilities as a float32 ``.npy`` (``np.load(path, allow_pickle=False)``)."""
+    array = np.ascontiguousarray(probs, dtype=np.float32)
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as stream:
+            np.save(stream, array, allow_pickle=False)
+
+    atomic_write_with(path, save)

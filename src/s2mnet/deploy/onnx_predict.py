@@ -1,4 +1,4 @@
-"""``s2m predict --model FILE.onnx``: segment images with an exported model and onnxruntime on the CPU.
+"""``s2m predict --model FILE.onnx``: segment images with an exported model and onnxruntime.
 
 Needs numpy, Pillow, onnxruntime (and scikit-image for CLAHE plans, tifffile for TIFF inputs); torch,
 MONAI and albumentations are never imported. The ONNX file written by ``s2m export`` carries the run's
@@ -11,7 +11,11 @@ so the predictor reproduces the torch ``s2m predict`` step by step:
    test-time augmentation (:func:`s2mnet.data.preprocessing.predict_whole_image`, numpy ports of
    the torch/MONAI steps);
 3. sigmoid/softmax, back to the image's size, threshold (binary, {0, 255} PNG) or argmax (class-index
-   PNG), written as ``OUTPUT/<stem>.png`` (:mod:`s2mnet.data.mask_files`).
+   PNG), written as ``OUTPUT/<stem>.png`` (:mod:`s2mnet.data.mask_files`); optionally the probabilities
+   and overlays of :mod:`s2mnet.inference.extras`.
+
+It runs on the CPU, or on a GPU with ``device="cuda"`` when the ``onnxruntime-gpu`` package provides
+``CUDAExecutionProvider`` (:func:`onnx_providers`).
 
 Masks agree with the torch predictor's except for pixels whose probability lies within float rounding
 (~1e-6) of the threshold.
@@ -41,9 +45,11 @@ from s2mnet.data.preprocessing import (
     probs_to_mask,
 )
 from s2mnet.errors import DataError, S2MError
+from s2mnet.inference.extras import PredictionExtras
 
 # Same spelling as s2mnet.deploy.export.METADATA_PREFIX (not imported: that module imports torch).
 _PREFIX = "s2mnet."
+_CUDA_PROVIDER = "CUDAExecutionProvider"
 
 
 @dataclass(frozen=True)
@@ -72,29 +78,43 @@ class OnnxSegmenter:
 
     def predict_mask(self, image: np.ndarray, tta: bool = False, source: Path | None = None) -> np.ndarray:
         """``(H, W)`` uint8 mask of a :func:`read_image` array, at the image's size."""
+        return self.mask_of(self.predict_probs(image, tta=tta, source=source))
+
+    def predict_probs(self, image: np.ndarray, tta: bool = False, source: Path | None = None) -> np.ndarray:
+        """``(K, H, W)`` float32 probabilities of a :func:`read_image` array, at the image's size."""
         try:
             prepared = preprocess(image, self.plan)
         except ValueError as exc:
             raise DataError(f"{source or 'image'}: {exc} (the model {self.path.name} expects that)") from None
         predictor: BatchPredictor = dihedral_average(self.probs) if tta else self.probs
-        probs = predict_whole_image(prepared.transpose(2, 0, 1), self.plan, predictor)
+        return predict_whole_image(prepared.transpose(2, 0, 1), self.plan, predictor).astype(np.float32)
+
+    def mask_of(self, probs: np.ndarray) -> np.ndarray:
+        """The hard mask of :meth:`predict_probs` output (threshold, or argmax for multi-class)."""
         return probs_to_mask(probs, self.threshold)
 
 
-def load_onnx_model(path: str | os.PathLike) -> OnnxSegmenter:
-    """Open an ``s2m export`` ONNX file with onnxruntime (CPU) and read its deployment metadata.
+def load_onnx_model(path: str | os.PathLike, device: str = "cpu") -> OnnxSegmenter:
+    """Open an ``s2m export`` ONNX file with onnxruntime and read its deployment metadata.
+
+    Args:
+        path: the ``.onnx`` file.
+        device: ``"cpu"``, ``"cuda"`` (onnxruntime's ``CUDAExecutionProvider``, from the
+            ``onnxruntime-gpu`` package) or ``"auto"`` (CUDA when that provider is installed, else CPU).
 
     Raises:
         S2MError: a missing file, a file that is not ONNX, an ONNX model without s2mnet metadata (not
-            written by ``s2m export``), or one whose input does not match its metadata.
+            written by ``s2m export``), one whose input does not match its metadata, an unknown device,
+            or ``"cuda"`` without the CUDA provider.
     """
-    import onnxruntime as ort
-
     path = Path(path)
     if not path.is_file():
         raise S2MError(f"{path}: ONNX model file not found")
+    providers = onnx_providers(device)
+    import onnxruntime as ort
+
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise S2MError(f"{path}: not a valid ONNX model ({first[:200]})") from None
@@ -115,6 +135,27 @@ def load_onnx_model(path: str | os.PathLike) -> OnnxSegmenter:
     return OnnxSegmenter(path, session, plan, num_classes, threshold, class_names)
 
 
+def onnx_providers(device: str) -> list[str]:
+    """onnxruntime execution providers for ``--device`` (``auto``, ``cpu`` or ``cuda``).
+
+    Raises:
+        S2MError: an unknown device, or ``cuda`` when ``onnxruntime.get_available_providers()`` has no
+            ``CUDAExecutionProvider`` (the CPU-only ``onnxruntime`` package is installed).
+    """
+    import onnxruntime as ort
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise S2MError(f"--device {device}: the ONNX predictor runs on auto, cpu or cuda")
+    has_cuda = _CUDA_PROVIDER in ort.get_available_providers()
+    if device == "cuda" and not has_cuda:
+        raise S2MError(
+            "--device cuda: onnxruntime's CUDA provider is not installed (this onnxruntime runs on the "
+            "CPU only); pip install onnxruntime-gpu, or use --device cpu"
+        )
+    cpu = ["CPUExecutionProvider"]
+    return [_CUDA_PROVIDER, *cpu] if device != "cpu" and has_cuda else cpu
+
+
 def predict_onnx_paths(
     model_path: str | os.PathLike,
     inputs: str | os.PathLike | Sequence[str | os.PathLike],
@@ -123,6 +164,9 @@ def predict_onnx_paths(
     overwrite: bool = False,
     progress: bool | None = None,
     warn: Callable[[str], None] | None = None,
+    device: str = "cpu",
+    probabilities: bool = False,
+    overlays: bool = False,
 ) -> list[Path]:
     """Segment image files / folders with an exported ONNX model; masks as ``s2m predict --run`` writes.
 
@@ -134,6 +178,9 @@ def predict_onnx_paths(
         overwrite: allow replacing existing mask files of the same names.
         progress: show a progress bar; ``None`` → when standard error is a terminal.
         warn: called with each warning line (:func:`s2mnet.data.checks.prediction_warnings`).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (:func:`onnx_providers`).
+        probabilities: also write ``OUTPUT/probabilities/<stem>.npy`` (:mod:`s2mnet.inference.extras`).
+        overlays: also write ``OUTPUT/overlays/<stem>.png``, the prediction's contour on the image.
 
     Returns:
         The written mask paths, in input order. All or nothing, as ``s2m predict --run``
@@ -142,7 +189,8 @@ def predict_onnx_paths(
     images = input_images(inputs)
     check_inputs(images)
     outputs = output_paths(images, output_dir, overwrite)
-    model = load_onnx_model(model_path)
+    extras = PredictionExtras(images, output_dir, overwrite, probabilities, overlays)
+    model = load_onnx_model(model_path, device)
     pairs: Any = list(zip(images, outputs, strict=True))
     if progress or (progress is None and sys.stderr.isatty()):
         from tqdm import tqdm
@@ -150,8 +198,11 @@ def predict_onnx_paths(
         pairs = tqdm(pairs, desc="predict", unit="image")
     written, fractions = [], []
     with MaskOutput(output_dir, overwrite) as staged:
-        for source, target in pairs:
-            mask = model.predict_mask(read_image(source), tta=tta, source=source)
+        for position, (source, target) in enumerate(pairs):
+            image = read_image(source)
+            probs = model.predict_probs(image, tta=tta, source=source)
+            mask = model.mask_of(probs)
+            extras.write(staged, position, probs, image, mask)
             fractions.extend(mask_fractions([mask]))
             staged.write(target, mask, model.binary)
             written.append(target)

@@ -54,6 +54,7 @@ class TrainConfig:
         overwrite: replace an earlier s2m run in ``out`` (other files there are kept).
         quiet: print nothing; ``progress`` (None → only on a terminal) shows a tqdm bar with ETA.
         tensorboard: write TensorBoard event files.
+        tracker: experiment tracker, ``"none"`` or ``"mlflow"`` (:mod:`s2mnet.engine.tracking`).
         command: the command line to store in ``run.json``.
         resume: continue the run in ``out`` from its ``train_state.safetensors`` (build this config with
             :func:`resume_config`, which restores the stored configuration).
@@ -90,12 +91,13 @@ class TrainConfig:
     quiet: bool = False
     progress: bool | None = None
     tensorboard: bool = True
+    tracker: str = "none"
     command: list[str] | None = None
     resume: bool = False
 
 
 #: What ``--resume`` may change: where and how fast the run continues, never what it computes.
-RESUME_CHANGEABLE = ("device", "workers", "time_limit_s", "quiet", "progress", "tensorboard")
+RESUME_CHANGEABLE = ("device", "workers", "time_limit_s", "quiet", "progress", "tensorboard", "tracker")
 
 
 def resume_config(run_dir: str | Path, command: list[str] | None = None, **changes: Any) -> TrainConfig:

@@ -61,6 +61,7 @@ def case_metrics(
     spacing: float | Sequence[float] | None = None,
     distances: bool = True,
     regions: Sequence[str] | None = None,
+    volume: bool = False,
 ) -> dict:
     """Metrics of one image (see the module docstring for the empty-mask policy).
 
@@ -74,6 +75,8 @@ def case_metrics(
         distances: compute HD95 and ASSD (the slow part); ``False`` for quick validation.
         regions: multi-label: the C region names; ``pred`` and ``truth`` are then ``(C, H, W)`` {0, 1}
             stacks (``num_classes`` is ignored).
+        volume: ``pred`` and ``truth`` are ``(X, Y, Z)`` volumes (3-D overlap and surface distances;
+            give ``spacing`` per axis for millimetres); no ``fov`` or ``regions``.
 
     Returns:
         ``{"dice", "iou", "precision", "recall", ["hd95", "assd"], ["cldice"]}`` as floats; for
@@ -81,11 +84,11 @@ def case_metrics(
         the foreground classes 1..K-1; for multi-label ``"per_class": {region name: {...}}`` and the mean
         over regions.
     """
-    pred_arr = _as_int_array(pred, stacked=regions is not None)
-    truth_arr = _as_int_array(truth, stacked=regions is not None)
-    expected_ndim = 2 if regions is None else 3
+    pred_arr = _as_int_array(pred, stacked=regions is not None or volume)
+    truth_arr = _as_int_array(truth, stacked=regions is not None or volume)
+    expected_ndim = 2 if regions is None and not volume else 3
     if pred_arr.shape != truth_arr.shape or pred_arr.ndim != expected_ndim:
-        layout = "(H, W)" if regions is None else "(C, H, W)"
+        layout = "(X, Y, Z)" if volume else "(H, W)" if regions is None else "(C, H, W)"
         raise ValueError(
             f"prediction {pred_arr.shape} and truth {truth_arr.shape} must be equal {layout} shapes"
         )

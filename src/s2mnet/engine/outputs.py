@@ -4,12 +4,17 @@ Rules (docs/tool.md, "Bad input"): an existing, non-empty output folder is refus
 ``--overwrite``; even then only a folder that s2m itself wrote (recognised by its marker file, e.g.
 ``run.json``) is reused, and only the entries s2m writes there are removed. Any other file the user put in
 the folder stays untouched.
+
+:func:`staged_dir` builds a whole output folder beside its destination and swaps it in at the end (all
+or nothing); :func:`check_replaceable_file` is the rule for single output files (``--json FILE``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from s2mnet.errors import S2MError
@@ -64,3 +69,64 @@ def prepare_output_dir(
                 entry.unlink()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def staged_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a hidden staging folder beside ``path``; it replaces ``path`` when the block succeeds.
+
+    All or nothing: on an error the staging folder is removed and ``path`` is left as it was. On success
+    an earlier ``path`` is moved aside, the staging folder is renamed onto ``path`` and the old one is
+    removed (if the rename fails, the old folder is put back).
+
+    Raises:
+        S2MError: ``path`` exists and is not a folder.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise S2MError(f"{path}: exists and is not a folder; choose another output folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = path.parent / f".{path.name}.old-{os.getpid()}"
+    if path.exists():
+        os.replace(path, old)
+    try:
+        os.replace(staging, path)
+    except OSError:
+        if old.exists():
+            os.replace(old, path)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def check_replaceable_file(
+    path: str | Path, *, overwrite: bool, ours: Callable[[Path], bool], writer: str, flag: str
+) -> None:
+    """Refuse an output file that names a folder, or that exists and ``writer`` did not write.
+
+    Args:
+        path: the file the command will write (e.g. ``s2m evaluate --json FILE``).
+        overwrite: the user passed ``--overwrite``: any existing file may be replaced.
+        ours: whether an existing file is one ``writer`` wrote earlier (replaced without ``overwrite``).
+        writer: the command, for messages ("s2m evaluate").
+        flag: the option naming the file, for messages ("--json").
+
+    Raises:
+        S2MError: one line naming the file and the problem.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise S2MError(f"{path}: is a folder; {flag} takes a file name")
+    if path.exists() and not overwrite and not ours(path):
+        raise S2MError(
+            f"{path}: exists and was not written by {writer}; pass --overwrite to replace it, or choose "
+            "another file"
+        )

@@ -173,12 +173,33 @@ def predict_mask(
     Preprocesses with ``s2mnet.data.preprocess`` (the same function as training); if that changes the
     size, the probabilities are resized back (bilinear) before thresholding.
     """
+    probs = predict_image_probs(model, image, plan, tta=tta, device=device)
+    return mask_of_probs(probs, plan)
+
+
+def predict_image_probs(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    plan: dict,
+    tta: bool = False,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """``(K, H, W)`` float32 probabilities of one image as read by ``s2mnet.data.read_image``, at its size.
+
+    ``model`` is any module that maps ``(B, C, h, w)`` to logits (one network or an ensemble of them);
+    :func:`mask_of_probs` turns the result into the mask :func:`predict_mask` returns.
+    """
     from s2mnet.data.preprocessing import preprocess
 
     height, width = image.shape[:2]
     probs = predict_probs(model, _channels_first(preprocess(image, plan)), plan, tta=tta, device=device)
     if probs.shape[-2:] != (height, width):
         probs = F.interpolate(probs[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+    return probs
+
+
+def mask_of_probs(probs: torch.Tensor, plan: dict) -> np.ndarray:
+    """The hard mask of :func:`predict_image_probs` output (threshold 0.5 or argmax, as the plan says)."""
     return probs_to_mask(probs, THRESHOLD, multilabel=plan.get("label_mode") == "multilabel")
 
 

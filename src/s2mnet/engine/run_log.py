@@ -1,4 +1,5 @@
-"""Training logs of a run: a CSV table, TensorBoard scalars and a training-curve PNG.
+"""Training logs of a run: a CSV table, TensorBoard scalars, a training-curve PNG and, optionally, an
+experiment tracker (:mod:`s2mnet.engine.tracking`).
 
 One row per epoch. The CSV (``train_log.csv``) and the PNG (``curves.png``) are rewritten atomically after
 every epoch, so an interrupted run still has readable logs up to its last finished epoch.
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from s2mnet.engine.rundir import CURVES_PNG, LOG_CSV, TENSORBOARD_DIR
+from s2mnet.engine.tracking import Tracker
 from s2mnet.io_utils import atomic_write_text, atomic_write_with
 
 #: Columns always present first in the CSV, in this order; any other logged key follows, sorted.
@@ -25,11 +27,14 @@ class RunLogger:
     Args:
         run_dir: the run folder.
         tensorboard: also write TensorBoard event files under ``run_dir/tensorboard``.
+        tracker: also send every row to this tracker (:func:`s2mnet.engine.tracking.make_tracker`);
+            :meth:`close` finishes it.
     """
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True, tracker: Tracker | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.rows: list[dict[str, Any]] = []
+        self.tracker = tracker
         self._writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -46,6 +51,8 @@ class RunLogger:
                     continue
                 self._writer.add_scalar(_tensorboard_tag(key), float(value), global_step=step)
             self._writer.flush()
+        if self.tracker is not None:
+            self.tracker.log_metrics(row, step=int(row["step"]))
         self.write_csv()
 
     def write_csv(self) -> None:
@@ -64,10 +71,13 @@ class RunLogger:
         return plot_curves(self.rows, self.run_dir / CURVES_PNG)
 
     def close(self) -> None:
-        """Flush and close TensorBoard."""
+        """Flush and close TensorBoard; finish the tracker (artifacts: the run folder as it is now)."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self.tracker is not None:
+            self.tracker.finish("FINISHED")
+            self.tracker = None
 
 
 def plot_curves(rows: list[dict[str, Any]], path: str | Path) -> Path:

@@ -49,6 +49,7 @@ from s2mnet.engine.rundir import (
     read_run_config,
     write_run_config,
 )
+from s2mnet.engine.tracking import make_tracker
 from s2mnet.engine.trainer import Trainer, is_scalar
 from s2mnet.errors import RunError, S2MError
 from s2mnet.io_utils import atomic_write_json
@@ -190,7 +191,8 @@ def _train(config: TrainConfig, context: DistContext, device_name: str) -> dict[
         seed=_data_seed(config),
         compile=config.compile,
     )
-    logger = RunLogger(run_dir, tensorboard=config.tensorboard) if context.is_main else None
+    tracker = make_tracker(config.tracker, run_dir) if context.is_main else None
+    logger = RunLogger(run_dir, tensorboard=config.tensorboard, tracker=tracker) if context.is_main else None
     if config.resume:
         trainer.load_state_dict(state["trainer"], run_dir / TRAIN_STATE)
         if logger is not None:
@@ -202,7 +204,6 @@ def _train(config: TrainConfig, context: DistContext, device_name: str) -> dict[
     summary["run_dir"] = str(run_dir)
     if logger is not None:
         logger.write_curves()
-        logger.close()
         run_config.update(
             status="finished",
             best={"epoch": summary["best_epoch"], "dice": summary["best_dice"]},
@@ -213,6 +214,7 @@ def _train(config: TrainConfig, context: DistContext, device_name: str) -> dict[
             loss_state={k: float(v) for k, v in getattr(loss_fn, "last", {}).items() if is_scalar(v)},
         )
         write_run_config(run_dir, run_config)
+        logger.close()  # after run.json: a tracker uploads the final one
     say(
         f"done in {summary['wall_s']:.0f} s: best validation Dice {summary['best_dice']:.4f} at epoch "
         f"{summary['best_epoch']}; run saved to {run_dir}"

@@ -15,6 +15,8 @@ plan uses one (fundus). Outputs, all written atomically into ``out_dir`` (defaul
   volume, their mean ± std and per class (:class:`~s2mnet.engine.metrics.VolumeDice`), as BraTS and
   ACDC results are reported; the top-level values stay per slice;
 * ``overlays/``: PNGs of the best and the worst cases by Dice; ``report.md``: summary and pictures;
+  the folder is built beside its destination and swapped in at the end
+  (:func:`~s2mnet.engine.outputs.staged_dir`): a failure leaves an earlier evaluation intact;
 * ``trivial`` in ``metrics.json``: the mean Dice of the two trivial predictions, every pixel foreground
   (``dice_all_foreground``; multi-class: each class everywhere, averaged) and every pixel background
   (``dice_all_empty``), under the same empty-mask policy and FOV, to read the model's Dice against;
@@ -41,6 +43,7 @@ import torch
 from s2mnet.data.checks import mask_fractions, prediction_warnings
 from s2mnet.engine.checkpoint import load_model
 from s2mnet.engine.metrics import EMPTY_POLICY, VolumeDice, case_metrics, summarize
+from s2mnet.engine.outputs import staged_dir
 from s2mnet.engine.predictor import THRESHOLD, predict_mask
 from s2mnet.engine.rundir import RUN_CONFIG, run_data_path, run_plan
 from s2mnet.errors import DataError, RunError, S2MError
@@ -192,11 +195,11 @@ def evaluate_run(
     result["warnings"] = prediction_warnings([f[0] for f in fractions], [f[1] for f in fractions])
     result["cases"] = rows
 
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "cases.csv", _cases_csv(rows))
-    pictures = _write_overlays(out / "overlays", cases, rows, kept, overlays, num_classes, plan)
-    atomic_write_json(out / "metrics.json", result)
-    write_report(out / "report.md", result, pictures, title=f"Evaluation of {run_dir.name} ({split})")
+    with staged_dir(out) as stage:  # the folder appears (or replaces an earlier one) only when complete
+        atomic_write_text(stage / "cases.csv", _cases_csv(rows))
+        pictures = _write_overlays(stage / "overlays", cases, rows, kept, overlays, num_classes, plan)
+        atomic_write_json(stage / "metrics.json", result)
+        write_report(stage / "report.md", result, pictures, title=f"Evaluation of {run_dir.name} ({split})")
     if json_path is not None:
         atomic_write_json(json_path, result)
     return result

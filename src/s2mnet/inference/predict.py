@@ -17,6 +17,13 @@ image leaves the output folder as it was.
 
 No field-of-view mask is available for new images, so a fundus run's masks are not restricted to a FOV
 here (``s2m evaluate`` restricts its metrics to the dataset's FOV masks).
+
+``probabilities=True`` (``--probabilities``) also writes ``OUTPUT/probabilities/<stem>.npy``: a float32
+``(C, H, W)`` array at the image's size (C = 1 sigmoid for binary runs, K softmax channels including the
+background for multi-class runs, R sigmoids for multi-label runs), read with
+``np.load(path, allow_pickle=False)``. ``overlays=True`` (``--overlays``) writes
+``OUTPUT/overlays/<stem>.png``, the prediction's contour on the image
+(:func:`s2mnet.inference.report.save_contour_overlay`). Both are staged with the masks.
 """
 
 from __future__ import annotations
@@ -32,8 +39,10 @@ from s2mnet.data.formats.nnunet import group_channel_files, read_channel_files
 from s2mnet.data.labels import is_multilabel, labels_from_regions, paint_order
 from s2mnet.data.mask_files import MaskOutput, check_inputs, input_images, output_paths
 from s2mnet.engine.checkpoint import load_model
-from s2mnet.engine.predictor import predict_mask
+from s2mnet.engine.predictor import mask_of_probs, predict_image_probs
 from s2mnet.engine.rundir import read_run_config, run_plan
+from s2mnet.errors import S2MError
+from s2mnet.inference.extras import PredictionExtras
 
 
 def predict_paths(
@@ -47,6 +56,8 @@ def predict_paths(
     progress: bool | None = None,
     colours: bool = False,
     warn: Callable[[str], None] | None = None,
+    probabilities: bool = False,
+    overlays: bool = False,
 ) -> list[Path]:
     """Segment one image or every image of a folder and save the masks as PNG.
 
@@ -63,6 +74,8 @@ def predict_paths(
         colours: write RGB masks in the colours of the run's ``palette.json`` (docs/data.md, "Formats").
         warn: called with each warning line (predictions empty or all foreground on most images,
             :func:`s2mnet.data.checks.prediction_warnings`); ``None`` → not reported.
+        probabilities: also write ``OUTPUT/probabilities/<stem>.npy`` (see the module docstring).
+        overlays: also write ``OUTPUT/overlays/<stem>.png`` (the prediction's contour on the image).
 
     Returns:
         The written mask paths, in input order (sorted by file name for a folder).
@@ -77,7 +90,9 @@ def predict_paths(
 
     volumes = volume_inputs(input_path)  # NIfTI inputs → label volumes (docs/data.md, "Formats")
     if volumes:
-        return predict_volumes(run_dir, volumes, output_dir, tta, overwrite, device, which)
+        if overlays:
+            raise S2MError("--overlays is not supported for NIfTI volumes yet (images only)")
+        return predict_volumes(run_dir, volumes, output_dir, tta, overwrite, device, which, probabilities)
     inputs = input_images(input_path)
     run_dir = Path(run_dir)
     plan = run_plan(run_dir, read_run_config(run_dir))
@@ -90,6 +105,7 @@ def predict_paths(
     with_label_map = regions is None or paint_order(regions) is not None
     outputs = output_paths(inputs, output_dir, overwrite) if with_label_map else [None] * len(inputs)
     region_outputs = [output_paths(inputs, Path(output_dir) / name, overwrite) for name in regions or {}]
+    extras = PredictionExtras(inputs, output_dir, overwrite, probabilities, overlays)
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, config = load_model(run_dir, which=which, device=device)
@@ -104,8 +120,10 @@ def predict_paths(
     with MaskOutput(output_dir, overwrite) as staged:  # masks appear only when every image succeeded
         for position, (_source, target) in pairs:
             image = read_channel_files(channel_files[position][1])
-            mask = predict_mask(model, image, plan, tta=tta, device=device)
+            probs = predict_image_probs(model, image, plan, tta=tta, device=device)
+            mask = mask_of_probs(probs, plan)
             fractions.extend(mask_fractions([mask]))
+            extras.write(staged, position, probs.numpy(), image, mask)
             if regions is not None:
                 for region_paths, region_mask in zip(region_outputs, mask, strict=True):
                     staged.write(region_paths[position], region_mask, binary=True)

@@ -8,6 +8,10 @@ and written atomically. One figure per case, three panels:
 * the prediction drawn over the image. For binary masks the prediction panel shows the errors:
   green = true positive, red = false positive, blue = false negative (missed). For multi-class masks
   each class has its own colour (tab10) in both mask panels.
+
+:func:`save_contour_overlay` draws one panel instead, at the image's resolution: the prediction's
+contour on the image (``s2m predict --overlays``, no ground truth needed) and, when given, the truth's
+(``s2m evaluate --pred --truth --images``). This module imports no torch: the onnxruntime predictor uses it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from s2mnet.io_utils import atomic_write_text, atomic_write_with
 _TRUTH = to_rgb("cyan")
 _TRUE_POSITIVE, _FALSE_POSITIVE, _FALSE_NEGATIVE = to_rgb("limegreen"), to_rgb("red"), to_rgb("dodgerblue")
 _ALPHA = 0.55
+_UNITS = {"px": "pixels", "mm": "millimetres (the NIfTI headers' voxel spacing)"}
 _SUMMARY_ROWS = ("dice", "iou", "precision", "recall", "hd95", "assd", "cldice")
 
 
@@ -92,6 +97,59 @@ def save_overlay(
     return path
 
 
+def save_contour_overlay(
+    path: str | Path,
+    image: np.ndarray,
+    pred: np.ndarray,
+    truth: np.ndarray | None = None,
+    title: str = "",
+) -> Path:
+    """Write a PNG of the image with the prediction's contour (and the truth's, when given).
+
+    Args:
+        path: destination PNG.
+        image: ``(H, W)`` or ``(H, W, C)`` float in [0, 1], as ``s2mnet.data.read_image``.
+        pred: ``(H, W)`` mask ({0, 1}, {0, 255} or class indices: one contour per class, tab10 colours
+            from C1; binary in red) or ``(R, H, W)`` region masks (one contour per region).
+        truth: optional mask in the same encoding, drawn dashed in cyan (every class).
+        title: figure title (e.g. the file name).
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    grey = _as_rgb(image)
+    height, width = grey.shape[:2]
+    figure = Figure(figsize=(max(width, 64) / 100, max(height, 64) / 100 + (0.3 if title else 0)), dpi=100)
+    FigureCanvasAgg(figure)
+    axis = figure.add_axes((0.0, 0.0, 1.0, height / (height + (30 if title else 0))))
+    axis.imshow(grey, interpolation="nearest")
+    if truth is not None:
+        for _colour, layer in _layers(truth):
+            axis.contour(layer, levels=[0.5], colors=[_TRUTH], linewidths=1.0, linestyles="dashed")
+    for colour, layer in _layers(pred):
+        axis.contour(layer, levels=[0.5], colors=[colour], linewidths=1.2)
+    axis.set_axis_off()
+    if title:
+        figure.suptitle(title, fontsize=8, y=0.995, va="top")
+    atomic_write_with(path, lambda tmp: figure.savefig(tmp, format="png"))
+    return path
+
+
+def _layers(mask: np.ndarray) -> list[tuple[tuple[float, float, float], np.ndarray]]:
+    """``(colour, float {0, 1} layer)`` per foreground class (2-D map) or region (3-D stack) present."""
+    mask = np.asarray(mask)
+    if mask.ndim == 3:
+        planes = [(to_rgb(f"C{index % 10}"), plane > 0) for index, plane in enumerate(mask)]
+    else:
+        values = [int(value) for value in np.unique(mask) if value > 0]
+        if values in ([1], [255]):
+            planes = [(_FALSE_POSITIVE, mask > 0)]
+        else:
+            planes = [(to_rgb(f"C{value % 10}"), mask == value) for value in values]
+    return [(colour, plane.astype(float)) for colour, plane in planes if plane.any()]
+
+
 def write_report(
     path: str | Path,
     metrics: dict,
@@ -113,11 +171,13 @@ def write_report(
     lines = [f"# {title}", ""]
     context = [
         f"{key}: `{metrics[key]}`"
-        for key in ("run", "data", "split", "n_cases", "tta", "fov")
+        for key in ("run", "data", "pred", "truth", "split", "n_cases", "tta", "fov")
         if key in metrics
     ]
     if context:
         lines += ["; ".join(context), ""]
+    if "distance_unit" in metrics:
+        lines += [f"HD95 and ASSD in {_UNITS.get(metrics['distance_unit'], metrics['distance_unit'])}.", ""]
     lines += ["| metric | mean ± std |", "|---|---|"]
     lines += [_row(name, metrics) for name in _SUMMARY_ROWS if name in metrics]
     per_class = metrics.get("per_class") or {}
@@ -145,6 +205,14 @@ def write_report(
             lines += ["", "| class | volume Dice |", "|---|---|"]
             for index, values in volumes["per_class"].items():
                 lines.append(f"| {names.get(index, index)} | {_mean_std(values, 'dice')} |")
+    trivial = metrics.get("trivial")
+    if trivial:
+        lines += [
+            "",
+            f"Trivial predictions: Dice {trivial['dice_all_empty']:.4f} predicting every image empty, "
+            f"{trivial['dice_all_foreground']:.4f} predicting all foreground (the model: "
+            f"{metrics.get('dice', float('nan')):.4f}).",
+        ]
     if "empty_policy" in metrics:
         lines += ["", f"Empty masks: {metrics['empty_policy']}."]
     if overlays:
@@ -168,12 +236,12 @@ def _mean_std(values: dict, name: str) -> str:
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:
-    """(H, W) or (H, W, C) in [0, 1] → (H, W, 3) float for display."""
+    """(H, W) or (H, W, C) in [0, 1] → (H, W, 3) float for display (C ≠ 3: the first channel, grey)."""
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 2:
         image = image[..., None]
-    if image.shape[-1] == 1:
-        image = np.repeat(image, 3, axis=-1)
+    if image.shape[-1] != 3:
+        image = np.repeat(image[..., :1], 3, axis=-1)
     return np.clip(image[..., :3], 0.0, 1.0)
 
 

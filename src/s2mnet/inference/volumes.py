@@ -4,6 +4,10 @@ Reading, slicing and writing volumes is the data layer's (:mod:`s2mnet.data.form
 runs a trained model over them (docs/data.md, "Formats"). Outputs are all-or-nothing as for images: the
 volumes' headers are checked first, the output folder is claimed and the volumes are staged and moved into
 place after the last one (:class:`~s2mnet.data.mask_files.MaskOutput`).
+
+With ``probabilities`` (``s2m predict --probabilities``) each volume also gets
+``OUTPUT/probabilities/<case>.nii.gz``: a 4-D float32 NIfTI ``(X, Y, Z, C)`` with the input's affine, the
+channels as for images (:mod:`s2mnet.inference.extras`).
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from s2mnet.data.formats.nifti import (
     volume_shape,
     volume_stem,
     write_label_volume,
+    write_probability_volume,
 )
-from s2mnet.data.mask_files import MaskOutput
+from s2mnet.data.mask_files import PROBABILITIES_DIR, MaskOutput
 from s2mnet.errors import DataError
 
 
@@ -47,6 +52,7 @@ def predict_volumes(
     overwrite: bool = False,
     device=None,
     which: str = "best",
+    probabilities: bool = False,
 ) -> list[Path]:
     """``s2m predict`` on NIfTI inputs: ``OUTPUT/<case>.nii.gz`` label volumes with the source affine.
 
@@ -64,7 +70,7 @@ def predict_volumes(
 
     from s2mnet.data.labels import is_multilabel, labels_from_regions
     from s2mnet.engine.checkpoint import load_model
-    from s2mnet.engine.predictor import predict_mask
+    from s2mnet.engine.predictor import mask_of_probs, predict_image_probs
     from s2mnet.engine.rundir import run_plan
     from s2mnet.errors import S2MError
 
@@ -79,8 +85,9 @@ def predict_volumes(
     else:
         cases = group_channel_files(volumes, int(plan.get("in_channels", 1)), volume_stem)
     targets = [Path(output_dir) / f"{name}.nii.gz" for name, _ in cases]
+    prob_targets = [Path(output_dir) / PROBABILITIES_DIR / f"{name}.nii.gz" for name, _ in cases]
     inputs = {p.resolve() for p in volumes}
-    for target in targets:
+    for target in [*targets, *(prob_targets if probabilities else [])]:
         if target.resolve() in inputs or (target.exists() and not overwrite):
             raise S2MError(f"{target}: already exists; pass --overwrite to replace, or choose another folder")
     for _, images in cases:  # every volume's header, before any work
@@ -97,13 +104,20 @@ def predict_volumes(
     written = []
     with MaskOutput(output_dir, overwrite) as staged:  # volumes appear only when every one succeeded
         for (_, images), target in zip(cases, targets, strict=True):
-            slices = []
+            slices, prob_slices = [], []
             for index in range(volume_shape(images[0])[axis]):
                 stacked = np.stack([read_image_slice(p, axis, index) for p in images], axis=-1)
-                mask = predict_mask(model, stacked, plan, tta=tta, device=device)
+                probs = predict_image_probs(model, stacked, plan, tta=tta, device=device)
+                mask = mask_of_probs(probs, plan)
                 if is_multilabel(plan):
                     mask = labels_from_regions(mask, plan["regions"])
                 slices.append(mask)
+                if probabilities:
+                    prob_slices.append(np.moveaxis(probs.numpy(), 0, -1))  # (H, W, C)
             write_label_volume(np.stack(slices, axis=axis), images[0], staged.path(target), value_map)
             written.append(target)
+            if probabilities:
+                prob_target = prob_targets[len(written) - 1]
+                volume = np.stack(prob_slices, axis=axis)  # the slicing axis back in place; channels last
+                write_probability_volume(volume, images[0], staged.path(prob_target))
     return written

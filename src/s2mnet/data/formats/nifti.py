@@ -348,3 +348,17 @@ def write_label_volume(
     output.header.set_slope_inter(1, 0)
     payload = output.to_bytes()
     atomic_write_bytes(target, gzip.compress(payload) if str(target).lower().endswith(".gz") else payload)
+
+
+def write_probability_volume(probs: np.ndarray, source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Write ``(X, Y, Z, C)`` float32 probabilities as a 4-D NIfTI with ``source``'s affine (atomic, gzip)."""
+    import nibabel as nib
+
+    from s2mnet.io_utils import atomic_write_bytes
+
+    image = _load(Path(source))[0]
+    data = np.asarray(probs, np.float32).reshape(*image.shape[:3], -1)
+    output = nib.Nifti1Image(data, image.affine)
+    output.header.set_xyzt_units(*image.header.get_xyzt_units())
+    payload = output.to_bytes()
+    atomic_write_bytes(target, gzip.compress(payload) if str(target).lower().endswith(".gz") else payload)
