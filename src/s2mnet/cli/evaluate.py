@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from s2mnet.cli.common import format_metrics
-from s2mnet.engine.rundir import eval_dir, require_run
+from s2mnet.engine.outputs import check_output_file
+from s2mnet.engine.rundir import eval_dir, require_run, run_inputs
 from s2mnet.errors import S2MError
 
 
@@ -28,7 +29,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         choices=("train", "val", "test", "all"),
         help="split of the run's own data (default test)",
     )
-    evaluate.add_argument("--json", type=Path, help="write the metrics to this JSON file")
+    evaluate.add_argument(
+        "--json", type=Path, help="write the metrics to this JSON file (an existing file needs --overwrite)"
+    )
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     evaluate.add_argument("--tta", action="store_true", help="8-way flip/rotation test-time augmentation")
     evaluate.add_argument(
         "--which", default="best", choices=("best", "last"), help="checkpoint (default best)"
@@ -42,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     require_run(args.run)
     if args.data is not None and not args.data.is_dir():
         raise S2MError(f"{args.data}: dataset folder not found")
+    if args.json is not None:
+        protected = [*run_inputs(args.run), *([args.data] if args.data is not None else [])]
+        check_output_file(args.json, args.overwrite, "metrics", protected=protected)
     from s2mnet.engine.device import resolve_device
     from s2mnet.inference.evaluate import evaluate_run
 

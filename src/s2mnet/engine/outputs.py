@@ -1,9 +1,11 @@
-"""Output folders that are never overwritten silently.
+"""Output folders and files that are never overwritten silently, and outputs kept out of their inputs.
 
 Rules (docs/tool.md, "Bad input"): an existing, non-empty output folder is refused unless the user passes
 ``--overwrite``; even then only a folder that s2m itself wrote (recognised by its marker file, e.g.
 ``run.json``) is reused, and only the entries s2m writes there are removed. Any other file the user put in
-the folder stays untouched.
+the folder stays untouched. An output file (``--json``, ``export --output``) that exists is replaced only
+with ``--overwrite`` (:func:`check_output_file`), and never when it is one of the command's inputs. An
+output folder never lies inside the data folder, nor the data folder inside it (:func:`check_separate`).
 """
 
 from __future__ import annotations
@@ -64,3 +66,75 @@ def prepare_output_dir(
                 entry.unlink()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def check_output_file(
+    path: str | Path,
+    overwrite: bool,
+    what: str,
+    flag: str = "--json",
+    protected: Iterable[str | Path] = (),
+) -> Path:
+    """Refuse an output file that would replace something the user has; call before any slow work.
+
+    The rule (docs/tool.md, "Output files"): an existing file is never replaced without ``--overwrite``,
+    and never at all when it is (or lies inside) one of ``protected`` — the command's inputs, such as the
+    dataset folder or the run's own files. Symbolic links are resolved before comparing.
+
+    Args:
+        path: the output file the command will write.
+        overwrite: the user passed ``--overwrite``.
+        what: what the file holds, for messages ("metrics", "fingerprint and plan").
+        flag: the flag that named the file, for messages.
+        protected: files and folders the output may never replace or lie inside.
+
+    Returns:
+        ``path`` as a :class:`Path`.
+
+    Raises:
+        S2MError: ``path`` is a folder or not a regular file, is protected, or exists without ``overwrite``.
+    """
+    path = Path(path)
+    target = path.resolve()
+    for item in protected:
+        guarded = Path(item).resolve()
+        if target == guarded or guarded in target.parents:
+            raise S2MError(
+                f"{path}: {flag} would write the {what} over an input of this command ({item}); "
+                "choose a file outside it"
+            )
+    if path.is_dir():
+        raise S2MError(f"{path}: is a folder; {flag} needs a file name for the {what}")
+    if path.exists() or path.is_symlink():
+        if not path.is_file():
+            raise S2MError(f"{path}: exists and is not a regular file; choose another {flag} file")
+        if not overwrite:
+            raise S2MError(
+                f"{path}: already exists; nothing was changed; pass --overwrite to replace it with the "
+                f"{what}, or choose another {flag} file"
+            )
+    return path
+
+
+def check_separate(
+    output: str | Path, data: str | Path, out_flag: str = "--out", data_flag: str = "--data"
+) -> None:
+    """Refuse an output folder inside the data folder, the data folder inside it, or the same folder.
+
+    Symbolic links are resolved first. Written into the data set, outputs would become part of it (a
+    ``curves.png`` "without a mask"); a data set inside an output folder could be removed with it.
+
+    Raises:
+        S2MError: naming both folders.
+    """
+    out, source = Path(output).resolve(), Path(data).resolve()
+    if out == source or source in out.parents:
+        raise S2MError(
+            f"{output}: {out_flag} lies inside the {data_flag} folder {data}; outputs written there would "
+            "become part of the data set; choose a folder outside it"
+        )
+    if out in source.parents:
+        raise S2MError(
+            f"{output}: the {data_flag} folder {data} lies inside this {out_flag} folder; choose an output "
+            "folder that does not contain the data"
+        )

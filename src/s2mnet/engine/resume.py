@@ -36,8 +36,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from s2mnet.engine.rundir import LAST_WEIGHTS
-from s2mnet.errors import RunError
-from s2mnet.io_utils import atomic_write_with
+from s2mnet.errors import RunError, S2MError
+from s2mnet.io_utils import atomic_write_with, parse_json
 
 #: Metadata key of the JSON structure and the format version (bumped when the layout changes).
 STATE_KEY = "s2mnet_train_state"
@@ -66,11 +66,11 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     if header is None:
         raise RunError(f"{path}: not an s2m training state (no {STATE_KEY} header)")
     try:
-        stored = json.loads(header)
+        stored = parse_json(header, f"{path} (training-state header)", RunError)
         if stored.get("format") != STATE_FORMAT:
             raise RunError(f"{path}: training-state format {stored.get('format')}, expected {STATE_FORMAT}")
         return _unflatten(stored["state"], tensors)
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError, RecursionError) as exc:
         raise RunError(f"{path}: damaged training state header, cannot resume ({_one_line(exc)})") from None
 
 
@@ -155,10 +155,10 @@ def _finished_epoch(weights: Path) -> int | str | None:
         return None
     try:
         with safe_open(str(weights), framework="pt", device="cpu") as handle:
-            meta = json.loads((handle.metadata() or {}).get("s2mnet", "{}"))
+            meta = parse_json((handle.metadata() or {}).get("s2mnet", "{}"), weights, RunError)
         epoch = meta.get("epoch") if isinstance(meta, dict) else None
         return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else "?"
-    except (SafetensorError, OSError, ValueError):
+    except (SafetensorError, OSError, ValueError, S2MError):
         return "?"
 
 

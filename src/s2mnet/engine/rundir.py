@@ -32,7 +32,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from s2mnet.errors import RunError, S2MError
-from s2mnet.io_utils import atomic_write_json
+from s2mnet.io_utils import atomic_write_json, read_json
 from s2mnet.planning.plan import validate_plan
 
 RUN_CONFIG = "run.json"
@@ -164,10 +164,7 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
 
 def read_run_json(path: str | Path) -> Any:
     """Parse a JSON file of a run folder; invalid JSON is a :class:`RunError` naming the file."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunError(f"{path}: not valid JSON ({exc})") from None
+    return read_json(path, RunError)
 
 
 def run_plan(run_dir: str | Path, config: dict) -> dict:
@@ -234,6 +231,15 @@ def validate_stored_plan(plan: Any, source: str | Path, prefix: str = "") -> dic
     validate_plan(plan, source, error=RunError, prefix=prefix, strict=False)
     _check_counts(plan, source, prefix)
     return plan
+
+
+def run_inputs(run_dir: str | Path) -> list[Path]:
+    """What an output file of a command reading this run may never replace: the run's own files (run.json,
+    plan.json, splits.json, weights, training state, cv.json) and its dataset folder."""
+    run_dir = Path(run_dir)
+    names = (RUN_CONFIG, PLAN_JSON, SPLITS_JSON, BEST_WEIGHTS, LAST_WEIGHTS, TRAIN_STATE, CV_MANIFEST)
+    data = run_data_path(read_run_config(run_dir), run_dir)
+    return [*(run_dir / name for name in names), *([data] if data is not None else [])]
 
 
 def run_data_path(config: dict[str, Any], run_dir: str | Path) -> Path | None:

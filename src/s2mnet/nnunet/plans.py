@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from s2mnet.errors import NNUNetSetupError, S2MError
+from s2mnet.io_utils import read_json as read_guarded_json
 from s2mnet.nnunet import (
     BASE_CONFIGURATION,
     CONFIGURATION,
@@ -89,13 +90,8 @@ def dataset_folder(root: Path, dataset: str | int, purpose: str) -> Path:
 
 
 def read_json(path: Path) -> Any:
-    """A JSON file, with one-line errors naming it."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise NNUNetSetupError(f"{path}: file not found") from error
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise NNUNetSetupError(f"{path}: not a readable JSON file ({error})") from error
+    """A JSON file, with one-line errors naming it (:func:`s2mnet.io_utils.read_json`)."""
+    return read_guarded_json(path, NNUNetSetupError)
 
 
 def write_json(path: Path, data: Any) -> None:
