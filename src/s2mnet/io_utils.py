@@ -38,8 +38,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         The suffix is kept so that writers that dispatch on the extension still work.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    except OSError as exc:
+        raise _naming(exc, path) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -49,9 +52,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         # mkstemp creates 0600 files; give outputs the permissions an ordinary open() would.
         os.chmod(tmp_path, 0o666 & ~_current_umask())
         os.replace(tmp_path, path)
+    except OSError as exc:  # a full disk, a file-size limit: name the destination, not the temporary
+        raise _naming(exc, path) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` naming ``path`` (the file the user asked for) when it carries an errno."""
+    return OSError(exc.errno, exc.strerror, str(path)) if exc.errno is not None else exc
 
 
 def _current_umask() -> int:

@@ -33,8 +33,8 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
+from s2mnet.engine.checkpoint import save_safetensors
 from s2mnet.engine.rundir import LAST_WEIGHTS
 from s2mnet.errors import RunError, S2MError
 from s2mnet.io_utils import atomic_write_with, parse_json
@@ -49,7 +49,7 @@ def save_training_state(path: str | Path, state: dict[str, Any]) -> None:
     tensors: dict[str, torch.Tensor] = {}
     structure = _flatten(state, "", tensors)
     header = {STATE_KEY: json.dumps({"format": STATE_FORMAT, "state": structure})}
-    atomic_write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    atomic_write_with(path, lambda tmp: save_safetensors(tensors, tmp, header))
 
 
 def load_training_state(path: str | Path) -> dict[str, Any]:

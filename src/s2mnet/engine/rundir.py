@@ -272,7 +272,18 @@ def _check_counts(section: dict[str, Any], source: Path, prefix: str) -> None:
             raise RunError(f"{source}: '{prefix}{key}' = {_shown(value)} must be an integer in {_span(span)}")
 
 
-def _check_model_value(value: Any, source: Path, name: str) -> None:
+def check_model_args(arguments: dict[str, Any], source: str | Path) -> None:
+    """Bound model constructor arguments given outside a run.json (``--arch-kwargs``) as run.json's are.
+
+    Raises:
+        RunError: a number that is not finite, an integer outside :data:`MODEL_INT_RANGE` (a network of
+            that width would not fit), or a long list, naming ``source`` and the key.
+    """
+    for key, value in arguments.items():
+        _check_model_value(value, source, key)
+
+
+def _check_model_value(value: Any, source: str | Path, name: str) -> None:
     """Model arguments: finite numbers, integers in :data:`MODEL_INT_RANGE`, short lists."""
     if isinstance(value, list):
         if len(value) > _MODEL_LIST_LENGTH:
