@@ -282,7 +282,7 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
             raise S2MError(f"--plan {pair}: expected KEY=VALUE")
         try:
             plan[key] = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             plan[key] = value
     if "epochs" in plan:
         raise S2MError("--plan epochs=...: use --max-epochs or --max-steps (the cap of the convergence rule)")

@@ -30,7 +30,7 @@ def key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
             raise S2MError(f"{flag} {pair}: expected KEY=VALUE")
         try:
             result[key] = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # not JSON (or nested beyond reason): the text
             result[key] = value
     return result
 
