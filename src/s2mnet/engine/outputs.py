@@ -10,8 +10,9 @@ output folder never lies inside the data folder, nor the data folder inside it (
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from s2mnet.errors import S2MError
@@ -138,3 +139,19 @@ def check_separate(
             f"{output}: the {data_flag} folder {data} lies inside this {out_flag} folder; choose an output "
             "folder that does not contain the data"
         )
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder: str | Path, enabled: bool = True) -> Iterator[None]:
+    """Remove ``folder`` when the block fails (a full disk, Ctrl-C) and the folder did not exist before.
+
+    For the first files of a new output folder (a run's plan.json, splits.json and run.json): a failure
+    there leaves no folder that ``--overwrite`` would refuse (it has no marker yet).
+    """
+    created = enabled and not Path(folder).exists()
+    try:
+        yield
+    except BaseException:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise

@@ -36,7 +36,7 @@ from s2mnet.engine.config import TrainConfig
 from s2mnet.engine.device import resolve_device, seed_everything
 from s2mnet.engine.distributed import DistContext
 from s2mnet.engine.fit import fit
-from s2mnet.engine.outputs import check_output_dir, prepare_output_dir
+from s2mnet.engine.outputs import check_output_dir, prepare_output_dir, removed_on_failure
 from s2mnet.engine.resume import load_resumable_state
 from s2mnet.engine.run_log import RunLogger
 from s2mnet.engine.rundir import (
@@ -169,11 +169,14 @@ def _train(config: TrainConfig, context: DistContext, device_name: str) -> dict[
     )
     say(f"model {config.model}: {sum(p.numel() for p in model.parameters()):,} parameters; loss {loss_name}")
     if context.is_main:
-        if config.resume:
-            run_config = _resumed_run_config(run_dir, run_config, int(state["trainer"]["epoch"]), config)
-        else:
-            run_config = _new_run_config(config, plan, splits, model.config, loss_name, device, batch_info)
-        write_run_config(run_dir, run_config)
+        with removed_on_failure(run_dir, enabled=not config.resume):  # a full disk leaves no half run
+            if config.resume:
+                run_config = _resumed_run_config(run_dir, run_config, int(state["trainer"]["epoch"]), config)
+            else:
+                run_config = _new_run_config(
+                    config, plan, splits, model.config, loss_name, device, batch_info
+                )
+            write_run_config(run_dir, run_config)
 
     if validate is None:
         say("warning: no validation cases; the last epoch is also saved as the best checkpoint")
