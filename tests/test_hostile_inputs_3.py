@@ -339,3 +339,52 @@ def test_every_json_reader_is_guarded() -> None:
     ]
     assert offenders == []
 
+
+TINY_TRAIN = ["--epochs", "1", "--model", "unet", "--model-arg", "base_width=4", "--size", "32", "--device",
+              "cpu", "--quiet", "--no-tensorboard"]  # fmt: skip
+
+
+def test_a_full_disk_while_a_new_run_starts_leaves_no_run_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from s2mnet.engine import train as train_module
+
+    def disk_full(run_dir: Path, config: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(run_dir) / "run.json"))
+
+    monkeypatch.setattr(train_module, "write_run_config", disk_full)
+    argv = ["train", "--data", dataset(tmp_path / "data"), "--out", tmp_path / "run", *TINY_TRAIN]
+    assert main([str(a) for a in argv]) == 2
+    check_one_error_line(capsys.readouterr().err, ("run.json", "no space left"))
+    assert not (tmp_path / "run").exists()  # a rerun is not refused
+
+
+def test_sigterm_during_train_exits_143_with_the_run_left_resumable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from s2mnet.engine import train as train_module
+
+    def killed(*_args: object, **_kwargs: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the command")
+
+    monkeypatch.setattr(train_module, "fit", killed)
+    argv = ["train", "--data", dataset(tmp_path / "data"), "--out", tmp_path / "run", *TINY_TRAIN]
+    assert main([str(a) for a in argv]) == 143
+    assert capsys.readouterr().err.strip() == "terminated"
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "running"  # --resume RUN
+
+
+def test_an_onnxruntime_failure_during_a_run_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = [str(part) for part in hostile_onnx(tmp_path)]
+    import onnxruntime
+
+    def fails(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code\nmore lines")
+
+    monkeypatch.setattr(onnxruntime.InferenceSession, "run", fails)
+    assert main(argv) == 2
+    check_one_error_line(capsys.readouterr().err, ("model.onnx", "onnxruntime failed", "RUNTIME_EXCEPTION"))
+    assert not (tmp_path / "out").exists()
