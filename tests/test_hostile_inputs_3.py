@@ -388,3 +388,14 @@ def test_an_onnxruntime_failure_during_a_run_is_one_line(
     assert main(argv) == 2
     check_one_error_line(capsys.readouterr().err, ("model.onnx", "onnxruntime failed", "RUNTIME_EXCEPTION"))
     assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_refuses_a_run_folder_inside_its_data_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = dataset(tmp_path / "data")
+    run = run_folder(data / "run", data)  # made before train refused it
+    before = _contents(tmp_path)
+    assert main(["evaluate", "--run", str(run), "--device", "cpu"]) == 2
+    check_one_error_line(capsys.readouterr().err, ("run", "inside the data folder"))
+    assert _contents(tmp_path) == before

@@ -46,8 +46,14 @@ def run(args: argparse.Namespace) -> int:
     require_run(args.run)
     if args.data is not None and not args.data.is_dir():
         raise S2MError(f"{args.data}: dataset folder not found")
+    protected = [*run_inputs(args.run), *([args.data] if args.data is not None else [])]
+    for data in (path for path in protected if path.is_dir()):  # the data folders (the rest are files)
+        if data.resolve() in args.run.resolve().parents:
+            raise S2MError(
+                f"{args.run}: the run folder lies inside the data folder {data}; evaluate would write its "
+                "report into the data set; move the run folder out of it"
+            )
     if args.json is not None:
-        protected = [*run_inputs(args.run), *([args.data] if args.data is not None else [])]
         check_output_file(args.json, args.overwrite, "metrics", protected=protected)
     from s2mnet.engine.device import resolve_device
     from s2mnet.inference.evaluate import evaluate_run

@@ -238,7 +238,7 @@ def run_inputs(run_dir: str | Path) -> list[Path]:
     plan.json, splits.json, weights, training state, cv.json) and its dataset folder."""
     run_dir = Path(run_dir)
     names = (RUN_CONFIG, PLAN_JSON, SPLITS_JSON, BEST_WEIGHTS, LAST_WEIGHTS, TRAIN_STATE, CV_MANIFEST)
-    data = run_data_path(read_run_config(run_dir), run_dir)
+    data = run_data_path(read_run_config(run_dir), run_dir) if (run_dir / RUN_CONFIG).is_file() else None
     return [*(run_dir / name for name in names), *([data] if data is not None else [])]
 
 
