@@ -151,6 +151,10 @@ CATALOGUE = [
         "nan"], ("--lr nan", "finite")),
     Row("train --resume --time-limit inf", lambda t: ["train", "--resume", run_folder(t / "run"),
         "--time-limit", "inf"], ("--time-limit inf", "finite")),
+    Row("demo --time-limit 0", lambda t: ["demo", "--out", t / "demo", "--time-limit", "0"],
+        ("--time-limit 0", "(0, 1e9]")),
+    Row("bench spectral --threshold nan", lambda t: ["bench", "spectral", "--data", dataset(t / "data"),
+        "--out", t / "spectral", "--threshold", "nan"], ("--threshold nan", "finite")),
     # --- tracebacks -----------------------------------------------------------------------------------------
     Row("--budget nan", lambda t: ["train", "--data", dataset(t / "data"), "--out", t / "run", "--budget",
         "nan"], ("--budget nan", "finite")),

@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.errno not in MACHINE_ERRNOS:
             raise
         where = exc.filename if exc.filename is not None else "s2m"
-        print(f"error: {where}: {MACHINE_ERRNOS[exc.errno]}; nothing was completed there", file=sys.stderr)
+        print(f"error: {where}: {MACHINE_ERRNOS[exc.errno]}", file=sys.stderr)
         return EXIT_USER_ERROR
     finally:
         if previous is not None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from s2mnet.bench import DEFAULT_KS, DEFAULT_MODELS, DEFAULT_SIZES, PAPER_THRESHOLD
+from s2mnet.cli.common import Range, check_ranges
 from s2mnet.errors import S2MError
 
 
@@ -107,6 +108,7 @@ def _cmd_efficiency(args: argparse.Namespace) -> int:
     for name in ("batch", "repeats"):
         if getattr(args, name) < 1:
             raise S2MError(f"--{name} {getattr(args, name)}: must be ≥ 1")
+    check_ranges(args, {"budget": (0.0, 1e7, False), "warmup": (0, 10_000, True), "threads": (1, 4096, True)})
     run_efficiency(
         args.out,
         sizes=args.sizes,
@@ -161,6 +163,7 @@ def _cmd_spectral(args: argparse.Namespace) -> int:
         raise S2MError(f"{args.data}: dataset folder not found")
     if args.run is not None and not (args.run / "run.json").is_file():
         raise S2MError(f"{args.run}: not an s2m run folder (no run.json)")
+    check_ranges(args, {"threshold": (0.0, 1.0, False), "size": (4, 16_384, True), "limit": (1, 10**9, True)})
     run_spectral(
         args.data,
         args.out,
@@ -259,6 +262,19 @@ def _add_ablation(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_cmd_ablation)
 
 
+#: Numeric flags of ``bench ablation`` (finite, in range; checked before any training).
+ABLATION_RANGES: dict[str, Range] = {
+    "time_limit": (0.0, 1e9, False),
+    "min_delta": (0.0, 1.0, True),
+    "lr": (0.0, 10.0, False),
+    "jobs": (1, 256, True),
+    "threads": (1, 4096, True),
+    "workers": (0, 256, True),
+    "val_every": (1, 100_000, True),
+    "patience": (1, 100_000, True),
+}
+
+
 def _cmd_ablation(args: argparse.Namespace) -> int:
     from s2mnet.bench.ablation import AblationConfig, epochs_for_steps, parse_arms, run_ablation, write_report
 
@@ -268,6 +284,7 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
         return 0
     if args.data is None:
         raise S2MError("--data is required (except with --report-only)")
+    check_ranges(args, ABLATION_RANGES)
     plan: dict[str, Any] = {}
     limits = ("max_epochs", "max_steps", "min_epochs", "min_steps")
     for key in ("size", "patch_size", "batch_size", "samples_per_epoch", *limits):
