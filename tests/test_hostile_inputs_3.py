@@ -25,7 +25,7 @@ from PIL import Image
 
 from s2mnet.cli import main
 from s2mnet.nnunet.convert import STAGING_PREFIX as CONVERT_STAGING
-from test_hostile_inputs import Row, dataset, hostile_onnx, rgb_a, run_folder, truncated_png
+from test_hostile_inputs import Row, dataset, hostile_onnx, rgb, rgb_a, run_folder, truncated_png
 
 NESTED = "[" * 100_000 + "]" * 100_000  # deeper than Python's JSON parser can go
 
@@ -403,3 +403,22 @@ def test_evaluate_refuses_a_run_folder_inside_its_data_folder(
     assert main(["evaluate", "--run", str(run), "--device", "cpu"]) == 2
     check_one_error_line(capsys.readouterr().err, ("run", "inside the data folder"))
     assert _contents(tmp_path) == before
+
+
+def test_a_fifo_in_an_nnunet_raw_dataset_is_refused_not_opened(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Layouts read by name (nnU-Net's imagesTr) reach the reader, which never opens a pipe."""
+    root = tmp_path / "Dataset001_X"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    for i in range(3):
+        rgb(root / "imagesTr" / f"c{i}_0000.png")
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "labelsTr" / f"c{i}.png")
+    os.mkfifo(root / "imagesTr" / "c3_0000.png")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "labelsTr" / "c3.png")
+    labels = {"background": 0, "foreground": 1}
+    meta = {"channel_names": {"0": "R"}, "labels": labels, "file_ending": ".png", "numTraining": 4}
+    (root / "dataset.json").write_text(json.dumps(meta))
+    assert main(["analyze", "--data", str(root), "--device", "cpu"]) == 2
+    check_one_error_line(capsys.readouterr().err, ("c3_0000.png", "not a regular file"))
