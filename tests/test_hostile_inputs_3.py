@@ -422,3 +422,24 @@ def test_a_fifo_in_an_nnunet_raw_dataset_is_refused_not_opened(
     (root / "dataset.json").write_text(json.dumps(meta))
     assert main(["analyze", "--data", str(root), "--device", "cpu"]) == 2
     check_one_error_line(capsys.readouterr().err, ("c3_0000.png", "not a regular file"))
+
+
+def test_a_time_limit_shorter_than_the_first_epoch_says_so_and_leaves_a_resumable_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tiny = [flag for flag in TINY_TRAIN if flag != "--quiet"]
+    argv = [
+        "train",
+        "--data",
+        dataset(tmp_path / "data"),
+        "--out",
+        tmp_path / "run",
+        *tiny,
+        "--time-limit",
+        "1e-6",
+    ]
+    assert main([str(a) for a in argv]) == 0
+    out = capsys.readouterr().out
+    assert "no epoch finished within the time limit" in out and "best validation Dice -inf" not in out
+    stored = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert stored["stopped_by_time"] and stored["epochs_run"] == 0  # s2m train --resume continues it

@@ -216,10 +216,10 @@ def _train(config: TrainConfig, context: DistContext, device_name: str) -> dict[
             loss_state={k: float(v) for k, v in getattr(loss_fn, "last", {}).items() if is_scalar(v)},
         )
         write_run_config(run_dir, run_config)
-    say(
-        f"done in {summary['wall_s']:.0f} s: best validation Dice {summary['best_dice']:.4f} at epoch "
-        f"{summary['best_epoch']}; run saved to {run_dir}"
-    )
+    best = f"best validation Dice {summary['best_dice']:.4f} at epoch {summary['best_epoch']}"
+    if summary["epochs_run"] == 0:  # a time limit shorter than the first epoch: nothing to report yet
+        best = f"no epoch finished within the time limit, no checkpoint yet (s2m train --resume {run_dir})"
+    say(f"done in {summary['wall_s']:.0f} s: {best}; run saved to {run_dir}")
     if validate is not None and getattr(validate, "fractions", None) and context.is_main:
         from s2mnet.data.checks import prediction_warnings
 
