@@ -172,7 +172,7 @@ def test_a_failed_state_write_keeps_the_previous_state(
         Path(filename).write_bytes(b"partial")
         raise KeyboardInterrupt  # killed in the middle of the write
 
-    monkeypatch.setattr("s2mnet.engine.resume.save_file", crash)
+    monkeypatch.setattr("s2mnet.engine.checkpoint.save_file", crash)
     with pytest.raises(KeyboardInterrupt):
         save_training_state(path, {"trainer": {"epoch": 2, "w": torch.zeros(3)}, "rows": []})
     state = load_training_state(path)

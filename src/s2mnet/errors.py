@@ -36,6 +36,14 @@ class ExportError(S2MError):
     """A model that cannot be exported, or an export that does not reproduce PyTorch."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers and ``timeout`` send), raised where Ctrl-C would be: the same clean-up runs.
+
+    A subclass of :class:`KeyboardInterrupt`, so every ``except KeyboardInterrupt`` and ``finally`` that
+    handles Ctrl-C handles it too; the command line prints ``terminated`` and exits with 143.
+    """
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type name when empty), for one-line errors."""
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -10,14 +10,13 @@ paper's S2M-Net number and its best baseline — is written as ``OUT/row.md`` an
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 from s2mnet.errors import RunError, S2MError
-from s2mnet.io_utils import atomic_write_json, atomic_write_text
+from s2mnet.io_utils import atomic_write_json, atomic_write_text, read_json
 
 RESULTS_JSON = "results.json"
 SPLIT_JSON = "split.json"
@@ -125,10 +124,7 @@ def _load_results(out: Path, setup: dict[str, Any]) -> dict[str, Any]:
         if out.is_dir() and any(out.iterdir()) and not (out / SPLIT_JSON).is_file():
             raise RunError(f"{out}: not empty and not an s2m reproduce folder; choose a new --out")
         return {**setup, "seeds": {}}
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunError(f"{path}: unreadable results file ({exc})") from exc
+    results = read_json(path, RunError, what="results file")
     for key, value in setup.items():
         if results.get(key) != value:
             raise RunError(f"{path}: holds results with another {key}; use another --out")

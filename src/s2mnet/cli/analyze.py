@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from s2mnet.engine.outputs import check_output_file
 from s2mnet.errors import S2MError
 
 
@@ -21,13 +22,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     analyze.add_argument(
         "--device", default="auto", help="plan for this device: auto, cpu, cuda (default auto)"
     )
-    analyze.add_argument("--json", type=Path, help="also write fingerprint and plan to this JSON file")
+    analyze.add_argument(
+        "--json",
+        type=Path,
+        help="also write fingerprint and plan to this JSON file (an existing file needs --overwrite)",
+    )
+    analyze.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     analyze.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
         raise S2MError(f"{args.data}: dataset folder not found")
+    if args.json is not None:
+        check_output_file(args.json, args.overwrite, "fingerprint and plan", protected=[args.data])
     from s2mnet.data.discover import discover
     from s2mnet.engine.config import TrainConfig
     from s2mnet.engine.device import resolve_device

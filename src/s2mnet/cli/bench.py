@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from s2mnet.bench import DEFAULT_KS, DEFAULT_MODELS, DEFAULT_SIZES, PAPER_THRESHOLD
+from s2mnet.cli.common import Range, check_ranges
 from s2mnet.errors import S2MError
 
 
@@ -107,6 +108,7 @@ def _cmd_efficiency(args: argparse.Namespace) -> int:
     for name in ("batch", "repeats"):
         if getattr(args, name) < 1:
             raise S2MError(f"--{name} {getattr(args, name)}: must be ≥ 1")
+    check_ranges(args, {"budget": (0.0, 1e7, False), "warmup": (0, 10_000, True), "threads": (1, 4096, True)})
     run_efficiency(
         args.out,
         sizes=args.sizes,
@@ -161,6 +163,7 @@ def _cmd_spectral(args: argparse.Namespace) -> int:
         raise S2MError(f"{args.data}: dataset folder not found")
     if args.run is not None and not (args.run / "run.json").is_file():
         raise S2MError(f"{args.run}: not an s2m run folder (no run.json)")
+    check_ranges(args, {"threshold": (0.0, 1.0, False), "size": (4, 16_384, True), "limit": (1, 10**9, True)})
     run_spectral(
         args.data,
         args.out,
@@ -271,11 +274,24 @@ PROTOCOL_FLAGS = (
     "size", "patch_size", "batch_size", "samples_per_epoch", "plan",
 )  # fmt: skip
 
+#: Numeric flags of ``bench ablation`` (finite, in range; checked before any training).
+ABLATION_RANGES: dict[str, Range] = {
+    "time_limit": (0.0, 1e9, False),
+    "min_delta": (0.0, 1.0, True),
+    "lr": (0.0, 10.0, False),
+    "jobs": (1, 256, True),
+    "threads": (1, 4096, True),
+    "workers": (0, 256, True),
+    "val_every": (1, 100_000, True),
+    "patience": (1, 100_000, True),
+}
+
 
 def _cmd_ablation(args: argparse.Namespace) -> int:
     from s2mnet.bench.ablation import AblationConfig, epochs_for_steps, parse_arms, run_ablation, write_report
     from s2mnet.bench.ablation.arms import DEFAULT_OTHER_SEEDS, DEFAULT_SEEDS
 
+    check_ranges(args, ABLATION_RANGES)
     if args.study is not None:
         return _cmd_study(args)
     if args.out is None:
@@ -302,7 +318,7 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
             raise S2MError(f"--plan {pair}: expected KEY=VALUE")
         try:
             plan[key] = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             plan[key] = value
     if "epochs" in plan:
         raise S2MError("--plan epochs=...: use --max-epochs or --max-steps (the cap of the convergence rule)")

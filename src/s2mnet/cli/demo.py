@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from s2mnet.cli.common import add_common_run_flags, check_positive
+from s2mnet.cli.common import add_common_run_flags, check_positive, check_ranges
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from s2mnet.demo import DemoConfig, run_demo
 
     check_positive(args, ("epochs", "cases", "size"))
+    check_ranges(
+        args, {"time_limit": (0.0, 1e9, False), "epochs": (1, 100_000, True), "size": (4, 16_384, True)}
+    )
     overrides = {
         key: getattr(args, key)
         for key in ("epochs", "cases", "size", "model")

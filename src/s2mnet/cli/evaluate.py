@@ -4,13 +4,12 @@ masks made by any tool (``--pred DIR --truth DIR``)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from s2mnet.cli.common import format_metrics
-from s2mnet.engine.outputs import check_output_dir, check_replaceable_file
-from s2mnet.engine.rundir import eval_dir, require_run
+from s2mnet.engine.outputs import check_output_dir, check_output_file
+from s2mnet.engine.rundir import eval_dir, require_run, run_inputs
 from s2mnet.errors import S2MError
 
 
@@ -54,10 +53,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check the paths and flags before importing torch, evaluate, print the summary."""
-    if args.json is not None:
-        check_replaceable_file(
-            args.json, overwrite=args.overwrite, ours=_evaluate_json, writer="s2m evaluate", flag="--json"
-        )
     if args.pred is not None or args.truth is not None:
         return _score_folders(args)
     if args.run is None:
@@ -69,6 +64,15 @@ def run(args: argparse.Namespace) -> int:
         raise S2MError(f"{args.data}: dataset folder not found")
     if args.output is not None:
         check_output_dir(args.output, overwrite=args.overwrite, marker="metrics.json", what="evaluate")
+    protected = [*run_inputs(args.run), *([args.data] if args.data is not None else [])]
+    for data in (path for path in protected if path.is_dir()):  # the data folders (the rest are files)
+        if data.resolve() in args.run.resolve().parents:
+            raise S2MError(
+                f"{args.run}: the run folder lies inside the data folder {data}; evaluate would write its "
+                "report into the data set; move the run folder out of it"
+            )
+    if args.json is not None:
+        check_output_file(args.json, args.overwrite, "metrics", protected=protected)
     from s2mnet.engine.device import resolve_device
     from s2mnet.inference.evaluate import evaluate_run
 
@@ -97,6 +101,9 @@ def _score_folders(args: argparse.Namespace) -> int:
     for flag, folder in (("--pred", args.pred), ("--truth", args.truth), ("--images", args.images)):
         if folder is not None and not folder.is_dir():
             raise S2MError(f"{folder}: {flag} folder not found")
+    if args.json is not None:
+        inputs = [folder for folder in (args.pred, args.truth, args.images) if folder is not None]
+        check_output_file(args.json, args.overwrite, "metrics", protected=inputs)
     from s2mnet.inference.score_folder import default_output, score_folders
 
     output = args.output or default_output(args.pred)
@@ -129,12 +136,3 @@ def _print(metrics: dict, report: Path, json_path: Path | None) -> None:
     print(f"per-case metrics, overlays and report.md in {report}")
     if json_path is not None:
         print(f"metrics written to {json_path}")
-
-
-def _evaluate_json(path: Path) -> bool:
-    """Whether ``path`` holds metrics of an earlier ``s2m evaluate`` (``n_cases`` and ``empty_policy``)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and "n_cases" in data and "empty_policy" in data

@@ -65,17 +65,16 @@ def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``s2m export``: validate the arguments, export, print the check, report the file."""
-    from s2mnet.engine.rundir import require_run
+    from s2mnet.engine.rundir import require_run, run_inputs
 
     require_run(args.run)
     sizes = parse_sizes(args.check_sizes)
     fmt = args.fmt or _SUFFIX_FORMATS.get(args.output.suffix.lower())
     if fmt is None:
         raise S2MError(f"{args.output}: unknown suffix; use .onnx or .pt2, or pass --format")
-    if args.output.is_dir():
-        raise S2MError(f"{args.output}: is a folder; --output must be a file")
-    if args.output.exists() and not args.overwrite:
-        raise S2MError(f"{args.output}: already exists; pass --overwrite to replace it")
+    from s2mnet.engine.outputs import check_output_file
+
+    check_output_file(args.output, args.overwrite, f"{fmt} model", "--output", protected=run_inputs(args.run))
 
     from s2mnet.deploy.export import ATOL, export_run
 

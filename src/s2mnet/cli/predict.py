@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from s2mnet.engine.outputs import check_separate
 from s2mnet.engine.rundir import require_run
 from s2mnet.errors import S2MError
 
@@ -64,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
     for path in inputs:
         if not path.exists():
             raise S2MError(f"{path}: input image or folder not found")
+        if not (path.is_dir() or path.is_file()):
+            raise S2MError(f"{path}: not a regular file or a folder (a device or a pipe?); give images")
+        if path.is_dir():
+            check_separate(args.output, path, "--output", "--input")
     if args.model is not None:  # onnxruntime only: no torch import on this path
         from s2mnet.deploy.onnx_predict import predict_onnx_paths
 

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from s2mnet.cli.common import add_common_run_flags, check_positive, key_values
-from s2mnet.engine.outputs import check_output_dir
+from s2mnet.cli.common import Range, add_common_run_flags, check_ranges, key_values
+from s2mnet.engine.outputs import check_output_dir, check_separate
 from s2mnet.engine.rundir import RUN_CONFIG, require_run
 from s2mnet.engine.tracking import check_tracker
 from s2mnet.errors import S2MError
@@ -29,6 +29,32 @@ PLAN_FLAGS = (
     "overlap",
 )
 
+
+#: Allowed values of the numeric flags (checked before anything is timed; the plan's own bounds,
+#: s2mnet.planning.plan.Plan). Budget and time limit in minutes: 1e9 minutes is planned as the paper's
+#: whole run (the budget never buys more).
+FLAG_RANGES: dict[str, Range] = {
+    "budget": (0.0, 1e9, True),
+    "time_limit": (0.0, 1e9, False),
+    "epochs": (1, 100_000, True),
+    "size": (4, 16_384, True),
+    "patch_size": (4, 16_384, True),
+    "batch_size": (1, 4096, True),
+    "samples_per_epoch": (1, 100_000_000, True),
+    "num_classes": (1, 1024, True),
+    "overlap": (0.0, 1.0, True),  # and below 1 (checked after)
+    "lr": (0.0, 10.0, False),
+    "weight_decay": (0.0, 10.0, True),
+    "min_lr": (0.0, 10.0, True),
+    "clip_grad": (0.0, 1e6, True),
+    "warmup_epochs": (0, 100_000, True),
+    "val_every": (1, 100_000, True),
+    "patience": (0, 100_000, True),
+    "min_epochs": (0, 100_000, True),
+    "precise_bn": (0, 100_000, True),
+    "workers": (0, 256, True),
+    "seed": (0, 2**32 - 1, True),
+}
 
 #: ``s2m train`` flags that ``--resume`` accepts, by TrainConfig field (the others are the run's stored ones).
 RESUME_FLAGS = {
@@ -257,6 +283,7 @@ def _resume_config(args: argparse.Namespace, resume_config: Any) -> Any:
 def _check_before_heavy_imports(args: argparse.Namespace) -> None:
     """Paths, flags and the output folder, checked before torch is imported: mistakes answered at once."""
     check_tracker(args.tracker)
+    check_ranges(args, FLAG_RANGES)
     if args.resume is not None:
         require_run(args.resume)
         return
@@ -267,11 +294,7 @@ def _check_before_heavy_imports(args: argparse.Namespace) -> None:
         raise S2MError(f"{args.data}: {problem}")
     if args.splits is not None and not args.splits.is_file():
         raise S2MError(f"{args.splits}: split file not found")
-    check_positive(
-        args, ("epochs", "size", "patch_size", "batch_size", "samples_per_epoch", "num_classes", "val_every")
-    )
-    if args.budget is not None and args.budget < 0:
-        raise S2MError(f"--budget {args.budget}: must be ≥ 0 minutes (0 = no budget)")
-    if args.overlap is not None and not 0.0 <= args.overlap < 1.0:
+    if args.overlap is not None and args.overlap >= 1.0:
         raise S2MError(f"--overlap {args.overlap}: must be in [0, 1)")
+    check_separate(args.out, args.data)
     check_output_dir(args.out, overwrite=args.overwrite, marker=RUN_CONFIG)

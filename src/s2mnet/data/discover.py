@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,13 +84,40 @@ class _File:
     prefixless_key: str = ""  # masks: the key without a mask prefix (mask_001 → 001), tried second
 
 
-def _walk_images(root: Path) -> list[Path]:
-    files = []
-    for folder, dirs, names in os.walk(root):
+#: Start of the note (and ``s2m analyze`` warning) listing entries that are not regular files.
+SKIPPED_NOTE = "skipped"
+
+
+def _walk_images(root: Path) -> tuple[list[Path], list[Path]]:
+    """Image files under ``root`` and the image-named entries skipped because they are not regular files.
+
+    Symbolically linked folders (``images -> /elsewhere/images``) are followed, each real folder once (a
+    link loop ends). A FIFO, socket or device with an image name is skipped, never opened (it would block).
+    """
+    files, skipped, seen = [], [], set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         depth = len(Path(folder).relative_to(root).parts)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and depth < _MAX_DEPTH)
-        files.extend(Path(folder) / n for n in sorted(names) if is_image_file(n))
-    return files
+        for name in sorted(names):
+            if not is_image_file(name):
+                continue
+            path = Path(folder) / name
+            try:
+                special = not stat.S_ISREG(path.stat().st_mode)
+            except OSError:  # a dangling link: the readers name it
+                special = False
+            (skipped if special else files).append(path)
+    return files, skipped
+
+
+def discovery_warnings(index: DatasetIndex) -> list[str]:
+    """The notes of :func:`discover` that ``s2m analyze`` prints as warnings (entries skipped)."""
+    return [note for note in index.notes if note.startswith(SKIPPED_NOTE)]
 
 
 def _classify(
@@ -396,7 +424,7 @@ def discover(root: str | os.PathLike) -> DatasetIndex:
     special = discover_format(root)  # nnU-Net raw datasets and NIfTI volumes (docs/data.md, "Formats")
     if special is not None:
         return special
-    paths = _walk_images(root)
+    paths, skipped = _walk_images(root)
     if not paths:
         raise DataError(f"{root}: no image files found (supported: PNG, JPEG, TIFF, BMP, GIF, PPM)")
     role_folders, fov_folders = _role_folders(root, paths)
@@ -440,6 +468,11 @@ def discover(root: str | os.PathLike) -> DatasetIndex:
     if unmatched_fovs:
         notes.append(f"{len(unmatched_fovs)} field-of-view files match no image (ignored)")
         ignored.extend(unmatched_fovs)
+    if skipped:
+        notes.append(
+            f"{SKIPPED_NOTE} {len(skipped)} entries that are not regular files (pipes, devices): "
+            f"{_listing(skipped, root)}"
+        )
     if known_split:
         counts = ", ".join(f"{k} {len(v)}" for k, v in known_split.items() if k in SPLIT_WORDS)
         notes.append(f"published split from {split_source}: {counts}")

@@ -193,6 +193,13 @@ def _short(error: BaseException) -> str:
     return str(error).splitlines()[0][:160] if str(error) else type(error).__name__
 
 
+def _require_regular_file(path: Path) -> None:
+    """A missing file, or a FIFO, socket or device (opening one could block forever), is a DataError."""
+    if not path.is_file():
+        problem = "not a regular file (a pipe or a device?)" if path.exists() else "file not found"
+        raise DataError(f"{path}: {problem}")
+
+
 def read_raw(path: str | os.PathLike, palette_indices: bool = False) -> np.ndarray:
     """Decode a file into a numpy array: (H, W) or (H, W, C) in its stored dtype.
 
@@ -202,8 +209,7 @@ def read_raw(path: str | os.PathLike, palette_indices: bool = False) -> np.ndarr
         DataError: missing, unreadable, truncated or unsupported files, naming the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
+    _require_regular_file(path)
     extension = image_extension(path)
     if extension not in IMAGE_EXTENSIONS:
         raise DataError(f"{path}: unsupported file type {path.suffix!r} (use {', '.join(IMAGE_EXTENSIONS)})")
@@ -373,6 +379,7 @@ def read_fov(path: str | os.PathLike) -> np.ndarray:
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """Return ``(height, width)`` of an image file without decoding its pixels when possible."""
     path = Path(path)
+    _require_regular_file(path)
     try:
         if path.suffix.lower() in _TIFF_EXTENSIONS:  # (a gzipped TIFF goes through Pillow below)
             import tifffile

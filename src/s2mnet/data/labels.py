@@ -24,7 +24,6 @@ ones (BraTS: WT\\TC → 2, TC\\ET → 1, ET → 4, painted in that order — the
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from s2mnet.errors import S2MError
+from s2mnet.io_utils import parse_json
 
 if TYPE_CHECKING:
     from s2mnet.data.types import Case, DatasetIndex
@@ -119,10 +119,7 @@ def parse_regions(spec: str | Mapping | None, source: str = "--regions") -> dict
 
 
 def _json(text: str, source: str) -> object:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise S2MError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    return parse_json(text, source)
 
 
 def check_regions(regions: object, source: str = "regions") -> dict[str, list[int]]:

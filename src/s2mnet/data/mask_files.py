@@ -13,15 +13,15 @@ All or nothing (:class:`MaskOutput`): the output folder is claimed atomically (c
 :func:`os.mkdir`, or, when it exists, by creating :data:`CLAIM_FILE` with ``O_CREAT | O_EXCL``), so two
 ``s2m predict`` processes never write into the same folder; a folder that holds anything else is refused
 unless ``overwrite`` is set. Masks are written into a hidden staging folder inside it and moved into place
-only when every image has been segmented; on any error the staging folder is removed, and so is the
-output folder when this command created it. A claim left by a killed process (its process id no longer
-runs) is taken over.
+only when every image has been segmented, after the folder's :data:`RECORD_FILE` (so a failure writing
+it publishes nothing); on any error, Ctrl-C or SIGTERM the staging folder and the claim are removed, and
+so is the output folder when this command created it. A claim left by a killed process (its process id
+no longer runs) is taken over.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import time
@@ -35,7 +35,7 @@ from PIL import Image
 from s2mnet.data.io import check_pixels, image_size
 from s2mnet.data.naming import is_image_file
 from s2mnet.errors import DataError, S2MError
-from s2mnet.io_utils import atomic_write_json, atomic_write_with
+from s2mnet.io_utils import atomic_write_json, atomic_write_with, read_json
 
 #: Created (``O_EXCL``) in an output folder while an ``s2m predict`` writes into it; holds its process id.
 CLAIM_FILE = ".s2m_predict.lock"
@@ -64,6 +64,8 @@ def input_images(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list
                 raise DataError(f"{path}: not a supported image file")
             images.append(path)
             continue
+        if not path.is_dir():
+            raise DataError(f"{path}: not a regular file or a folder (a device or a pipe?); give images")
         found = sorted(child for child in path.iterdir() if child.is_file() and is_image_file(child))
         if not found:
             raise DataError(f"{path}: no image files in this folder")
@@ -119,8 +121,8 @@ def check_inputs(inputs: Sequence[Path]) -> None:
 def _recorded(folder: Path) -> set[str]:
     """Names listed in ``folder``'s :data:`RECORD_FILE` (empty when absent or unreadable)."""
     try:
-        names = json.loads((folder / RECORD_FILE).read_text(encoding="utf-8")).get("masks", [])
-    except (OSError, ValueError, AttributeError):
+        names = read_json(folder / RECORD_FILE).get("masks", [])
+    except (S2MError, AttributeError):
         return set()
     return {name for name in names if isinstance(name, str)} if isinstance(names, list) else set()
 
@@ -235,13 +237,14 @@ class MaskOutput:
     def _commit(self) -> None:
         """Move every staged mask into place and record it (per folder) in :data:`RECORD_FILE`."""
         by_folder: dict[Path, list[str]] = {}
-        for target, staged in self._staged.items():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged, target)
+        for target in self._staged:
             by_folder.setdefault(target.parent, []).append(target.name)
-        for folder, names in by_folder.items():
+        for folder, names in by_folder.items():  # the record first: a failure here publishes nothing
+            folder.mkdir(parents=True, exist_ok=True)
             record = sorted(_recorded(folder) | set(names))
             atomic_write_json(folder / RECORD_FILE, {"written_by": "s2m predict", "masks": record})
+        for target, staged in self._staged.items():
+            os.replace(staged, target)
 
     def _release(self, success: bool) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)

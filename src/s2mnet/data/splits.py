@@ -18,7 +18,6 @@ Rules (docs/data.md):
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 from s2mnet.data.naming import file_stem
 from s2mnet.data.types import DatasetIndex
 from s2mnet.errors import DataError
-from s2mnet.io_utils import atomic_write_json
+from s2mnet.io_utils import atomic_write_json, read_json
 
 SPLIT_NAMES = ("train", "val", "test")
 KNOWN_SPLIT_VAL_FRACTION = 0.2
@@ -135,12 +134,7 @@ def load_splits(path: str | os.PathLike, index: DatasetIndex | None = None, seed
         DataError: unreadable JSON, wrong structure, unknown names or cases in two parts, naming the file.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise DataError(f"{path}: split file not found") from error
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: not a readable JSON split file ({error})") from error
+    data = read_json(path, DataError, what="split file")
     if not isinstance(data, dict) or not isinstance(data.get("train"), list) or not data["train"]:
         raise DataError(f'{path}: a split file needs a non-empty "train" list (and "val", "test" lists)')
     for name in SPLIT_NAMES:

@@ -23,7 +23,6 @@ Masks agree with the torch predictor's except for pixels whose probability lies 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -44,8 +43,9 @@ from s2mnet.data.preprocessing import (
     preprocess,
     probs_to_mask,
 )
-from s2mnet.errors import DataError, S2MError
+from s2mnet.errors import DataError, S2MError, first_line
 from s2mnet.inference.extras import PredictionExtras
+from s2mnet.io_utils import parse_json
 
 # Same spelling as s2mnet.deploy.export.METADATA_PREFIX (not imported: that module imports torch).
 _PREFIX = "s2mnet."
@@ -69,8 +69,21 @@ class OnnxSegmenter:
         return self.num_classes == 1
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        """``(B, C, h, w)`` float32 → ``(B, K, h, w)`` logits."""
-        return self.session.run(None, {"image": np.ascontiguousarray(batch, np.float32)})[0]
+        """``(B, C, h, w)`` float32 → ``(B, K, h, w)`` logits.
+
+        Raises:
+            S2MError: onnxruntime failed, or the network gave another number of channels than the
+                metadata's class count (naming the model file).
+        """
+        try:
+            logits = self.session.run(None, {"image": np.ascontiguousarray(batch, np.float32)})[0]
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise S2MError(
+                f"{self.path}: onnxruntime failed on this model ({first_line(exc)[:200]})"
+            ) from None
+        if logits.ndim != 4 or logits.shape[1] != self.num_classes:
+            raise S2MError(_channel_mismatch(self.path, logits.shape, self.num_classes))
+        return logits
 
     def probs(self, batch: np.ndarray) -> np.ndarray:
         """``(B, C, h, w)`` float32 → ``(B, K, h, w)`` probabilities (sigmoid / softmax)."""
@@ -122,16 +135,19 @@ def load_onnx_model(path: str | os.PathLike, device: str = "cpu") -> OnnxSegment
     if _PREFIX + "plan" not in meta:
         raise S2MError(f"{path}: no s2mnet metadata; export the model with `s2m export --run RUN`")
     try:
-        plan = json.loads(meta[_PREFIX + "plan"])
+        plan = parse_json(meta[_PREFIX + "plan"], f"{path} (metadata {_PREFIX}plan)")
         num_classes = int(meta[_PREFIX + "num_classes"])
         threshold = float(meta.get(_PREFIX + "threshold", "0.5"))
-        class_names = json.loads(meta.get(_PREFIX + "class_names", "[]"))
+        class_names = parse_json(meta.get(_PREFIX + "class_names", "[]"), f"{path} (metadata)")
     except (KeyError, ValueError) as exc:
         raise S2MError(f"{path}: damaged s2mnet metadata ({exc})") from None
     _check_metadata(path, plan, num_classes, threshold)
     if plan.get("label_mode") == "multilabel":
         raise S2MError(f"{path}: multi-label (overlapping regions) models are not supported by --model yet")
     _check_input(path, session, int(plan.get("in_channels", 3)))
+    declared = session.get_outputs()[0].shape
+    if len(declared) != 4 or (isinstance(declared[1], int) and declared[1] != num_classes):
+        raise S2MError(_channel_mismatch(path, declared, num_classes))
     return OnnxSegmenter(path, session, plan, num_classes, threshold, class_names)
 
 
@@ -221,6 +237,15 @@ def _check_metadata(path: Path, plan: Any, num_classes: int, threshold: float) -
         raise S2MError(str(exc)) from None
     if not NUM_CLASSES_RANGE[0] <= num_classes <= NUM_CLASSES_RANGE[1] or not 0.0 < threshold < 1.0:
         raise S2MError(f"{path}: damaged s2mnet metadata (num_classes {num_classes}, threshold {threshold})")
+
+
+def _channel_mismatch(path: Path, shape: Any, num_classes: int) -> str:
+    """The one-line error of a network whose output channels disagree with its metadata."""
+    shown = "x".join(map(str, shape))
+    return (
+        f"{path}: the network outputs shape {shown} but its metadata says num_classes={num_classes}; "
+        "the file's metadata does not belong to this network (export it again with s2m export)"
+    )
 
 
 def _check_input(path: Path, session: Any, channels: int) -> None:

@@ -8,6 +8,8 @@ architecture or class count is refused with a one-line :class:`~s2mnet.errors.Ru
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,23 @@ def save_weights(
     """
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in state.items()}
     header = {"s2mnet": json.dumps(metadata or {})}
-    atomic_write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    atomic_write_with(path, lambda tmp: save_safetensors(tensors, tmp, header))
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """:func:`safetensors.torch.save_file`, its write failures raised as :class:`OSError` with the errno.
+
+    safetensors reports a full disk or a file-size limit as ``SafetensorError("... Os { code: 28 ...")``;
+    as an OSError the command line answers it in one line naming the file (disk full, file too large).
+    """
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as exc:
+        code = re.search(r"code: (\d+)", str(exc))
+        if code is None:
+            raise
+        number = int(code[1])
+        raise OSError(number, os.strerror(number), str(path)) from None
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:

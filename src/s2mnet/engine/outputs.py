@@ -1,12 +1,13 @@
-"""Output folders that are never overwritten silently.
+"""Output folders and files that are never overwritten silently, and outputs kept out of their inputs.
 
 Rules (docs/tool.md, "Bad input"): an existing, non-empty output folder is refused unless the user passes
 ``--overwrite``; even then only a folder that s2m itself wrote (recognised by its marker file, e.g.
 ``run.json``) is reused, and only the entries s2m writes there are removed. Any other file the user put in
-the folder stays untouched.
-
-:func:`staged_dir` builds a whole output folder beside its destination and swaps it in at the end (all
-or nothing); :func:`check_replaceable_file` is the rule for single output files (``--json FILE``).
+the folder stays untouched. :func:`staged_dir` builds a whole output folder beside its destination and
+swaps it in at the end (all or nothing). An output file (``--json``, ``export --output``) that exists is
+replaced only with ``--overwrite`` (:func:`check_output_file`), and never when it is one of the command's
+inputs. An output folder never lies inside the data folder, nor the data folder inside it
+(:func:`check_separate`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from s2mnet.errors import S2MError
@@ -107,26 +108,89 @@ def staged_dir(path: str | Path) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def check_replaceable_file(
-    path: str | Path, *, overwrite: bool, ours: Callable[[Path], bool], writer: str, flag: str
-) -> None:
-    """Refuse an output file that names a folder, or that exists and ``writer`` did not write.
+def check_output_file(
+    path: str | Path,
+    overwrite: bool,
+    what: str,
+    flag: str = "--json",
+    protected: Iterable[str | Path] = (),
+) -> Path:
+    """Refuse an output file that would replace something the user has; call before any slow work.
+
+    The rule (docs/tool.md, "Output files"): an existing file is never replaced without ``--overwrite``,
+    and never at all when it is (or lies inside) one of ``protected`` — the command's inputs, such as the
+    dataset folder or the run's own files. Symbolic links are resolved before comparing.
 
     Args:
-        path: the file the command will write (e.g. ``s2m evaluate --json FILE``).
-        overwrite: the user passed ``--overwrite``: any existing file may be replaced.
-        ours: whether an existing file is one ``writer`` wrote earlier (replaced without ``overwrite``).
-        writer: the command, for messages ("s2m evaluate").
-        flag: the option naming the file, for messages ("--json").
+        path: the output file the command will write.
+        overwrite: the user passed ``--overwrite``.
+        what: what the file holds, for messages ("metrics", "fingerprint and plan").
+        flag: the flag that named the file, for messages.
+        protected: files and folders the output may never replace or lie inside.
+
+    Returns:
+        ``path`` as a :class:`Path`.
 
     Raises:
-        S2MError: one line naming the file and the problem.
+        S2MError: ``path`` is a folder or not a regular file, is protected, or exists without ``overwrite``.
     """
     path = Path(path)
+    target = path.resolve()
+    for item in protected:
+        guarded = Path(item).resolve()
+        if target == guarded or guarded in target.parents:
+            raise S2MError(
+                f"{path}: {flag} would write the {what} over an input of this command ({item}); "
+                "choose a file outside it"
+            )
     if path.is_dir():
-        raise S2MError(f"{path}: is a folder; {flag} takes a file name")
-    if path.exists() and not overwrite and not ours(path):
+        raise S2MError(f"{path}: is a folder; {flag} needs a file name for the {what}")
+    if path.exists() or path.is_symlink():
+        if not path.is_file():
+            raise S2MError(f"{path}: exists and is not a regular file; choose another {flag} file")
+        if not overwrite:
+            raise S2MError(
+                f"{path}: already exists; nothing was changed; pass --overwrite to replace it with the "
+                f"{what}, or choose another {flag} file"
+            )
+    return path
+
+
+def check_separate(
+    output: str | Path, data: str | Path, out_flag: str = "--out", data_flag: str = "--data"
+) -> None:
+    """Refuse an output folder inside the data folder, the data folder inside it, or the same folder.
+
+    Symbolic links are resolved first. Written into the data set, outputs would become part of it (a
+    ``curves.png`` "without a mask"); a data set inside an output folder could be removed with it.
+
+    Raises:
+        S2MError: naming both folders.
+    """
+    out, source = Path(output).resolve(), Path(data).resolve()
+    if out == source or source in out.parents:
         raise S2MError(
-            f"{path}: exists and was not written by {writer}; pass --overwrite to replace it, or choose "
-            "another file"
+            f"{output}: {out_flag} lies inside the {data_flag} folder {data}; outputs written there would "
+            "become part of the data set; choose a folder outside it"
         )
+    if out in source.parents:
+        raise S2MError(
+            f"{output}: the {data_flag} folder {data} lies inside this {out_flag} folder; choose an output "
+            "folder that does not contain the data"
+        )
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder: str | Path, enabled: bool = True) -> Iterator[None]:
+    """Remove ``folder`` when the block fails (a full disk, Ctrl-C) and the folder did not exist before.
+
+    For the first files of a new output folder (a run's plan.json, splits.json and run.json): a failure
+    there leaves no folder that ``--overwrite`` would refuse (it has no marker yet).
+    """
+    created = enabled and not Path(folder).exists()
+    try:
+        yield
+    except BaseException:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise

@@ -33,11 +33,11 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
+from s2mnet.engine.checkpoint import save_safetensors
 from s2mnet.engine.rundir import LAST_WEIGHTS
-from s2mnet.errors import RunError
-from s2mnet.io_utils import atomic_write_with
+from s2mnet.errors import RunError, S2MError
+from s2mnet.io_utils import atomic_write_with, parse_json
 
 #: Metadata key of the JSON structure and the format version (bumped when the layout changes).
 STATE_KEY = "s2mnet_train_state"
@@ -49,7 +49,7 @@ def save_training_state(path: str | Path, state: dict[str, Any]) -> None:
     tensors: dict[str, torch.Tensor] = {}
     structure = _flatten(state, "", tensors)
     header = {STATE_KEY: json.dumps({"format": STATE_FORMAT, "state": structure})}
-    atomic_write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    atomic_write_with(path, lambda tmp: save_safetensors(tensors, tmp, header))
 
 
 def load_training_state(path: str | Path) -> dict[str, Any]:
@@ -66,11 +66,11 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     if header is None:
         raise RunError(f"{path}: not an s2m training state (no {STATE_KEY} header)")
     try:
-        stored = json.loads(header)
+        stored = parse_json(header, f"{path} (training-state header)", RunError)
         if stored.get("format") != STATE_FORMAT:
             raise RunError(f"{path}: training-state format {stored.get('format')}, expected {STATE_FORMAT}")
         return _unflatten(stored["state"], tensors)
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError, RecursionError) as exc:
         raise RunError(f"{path}: damaged training state header, cannot resume ({_one_line(exc)})") from None
 
 
@@ -155,10 +155,10 @@ def _finished_epoch(weights: Path) -> int | str | None:
         return None
     try:
         with safe_open(str(weights), framework="pt", device="cpu") as handle:
-            meta = json.loads((handle.metadata() or {}).get("s2mnet", "{}"))
+            meta = parse_json((handle.metadata() or {}).get("s2mnet", "{}"), weights, RunError)
         epoch = meta.get("epoch") if isinstance(meta, dict) else None
         return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else "?"
-    except (SafetensorError, OSError, ValueError):
+    except (SafetensorError, OSError, ValueError, S2MError):
         return "?"
 
 

@@ -32,7 +32,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from s2mnet.errors import RunError, S2MError
-from s2mnet.io_utils import atomic_write_json
+from s2mnet.io_utils import atomic_write_json, read_json
 from s2mnet.planning.plan import validate_plan
 
 RUN_CONFIG = "run.json"
@@ -164,10 +164,7 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
 
 def read_run_json(path: str | Path) -> Any:
     """Parse a JSON file of a run folder; invalid JSON is a :class:`RunError` naming the file."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunError(f"{path}: not valid JSON ({exc})") from None
+    return read_json(path, RunError)
 
 
 def run_plan(run_dir: str | Path, config: dict) -> dict:
@@ -236,6 +233,15 @@ def validate_stored_plan(plan: Any, source: str | Path, prefix: str = "") -> dic
     return plan
 
 
+def run_inputs(run_dir: str | Path) -> list[Path]:
+    """What an output file of a command reading this run may never replace: the run's own files (run.json,
+    plan.json, splits.json, weights, training state, cv.json) and its dataset folder."""
+    run_dir = Path(run_dir)
+    names = (RUN_CONFIG, PLAN_JSON, SPLITS_JSON, BEST_WEIGHTS, LAST_WEIGHTS, TRAIN_STATE, CV_MANIFEST)
+    data = run_data_path(read_run_config(run_dir), run_dir) if (run_dir / RUN_CONFIG).is_file() else None
+    return [*(run_dir / name for name in names), *([data] if data is not None else [])]
+
+
 def run_data_path(config: dict[str, Any], run_dir: str | Path) -> Path | None:
     """The run's dataset folder (``run.json["data"]``): absolute as stored, relative to the run folder.
 
@@ -266,7 +272,18 @@ def _check_counts(section: dict[str, Any], source: Path, prefix: str) -> None:
             raise RunError(f"{source}: '{prefix}{key}' = {_shown(value)} must be an integer in {_span(span)}")
 
 
-def _check_model_value(value: Any, source: Path, name: str) -> None:
+def check_model_args(arguments: dict[str, Any], source: str | Path) -> None:
+    """Bound model constructor arguments given outside a run.json (``--arch-kwargs``) as run.json's are.
+
+    Raises:
+        RunError: a number that is not finite, an integer outside :data:`MODEL_INT_RANGE` (a network of
+            that width would not fit), or a long list, naming ``source`` and the key.
+    """
+    for key, value in arguments.items():
+        _check_model_value(value, source, key)
+
+
+def _check_model_value(value: Any, source: str | Path, name: str) -> None:
     """Model arguments: finite numbers, integers in :data:`MODEL_INT_RANGE`, short lists."""
     if isinstance(value, list):
         if len(value) > _MODEL_LIST_LENGTH:

@@ -36,7 +36,7 @@ from s2mnet.engine.config import TrainConfig
 from s2mnet.engine.device import resolve_device, seed_everything
 from s2mnet.engine.distributed import DistContext
 from s2mnet.engine.fit import fit
-from s2mnet.engine.outputs import check_output_dir, prepare_output_dir
+from s2mnet.engine.outputs import check_output_dir, prepare_output_dir, removed_on_failure
 from s2mnet.engine.resume import load_resumable_state
 from s2mnet.engine.run_log import RunLogger
 from s2mnet.engine.rundir import (
@@ -170,11 +170,14 @@ def _train(config: TrainConfig, context: DistContext, device_name: str) -> dict[
     )
     say(f"model {config.model}: {sum(p.numel() for p in model.parameters()):,} parameters; loss {loss_name}")
     if context.is_main:
-        if config.resume:
-            run_config = _resumed_run_config(run_dir, run_config, int(state["trainer"]["epoch"]), config)
-        else:
-            run_config = _new_run_config(config, plan, splits, model.config, loss_name, device, batch_info)
-        write_run_config(run_dir, run_config)
+        with removed_on_failure(run_dir, enabled=not config.resume):  # a full disk leaves no half run
+            if config.resume:
+                run_config = _resumed_run_config(run_dir, run_config, int(state["trainer"]["epoch"]), config)
+            else:
+                run_config = _new_run_config(
+                    config, plan, splits, model.config, loss_name, device, batch_info
+                )
+            write_run_config(run_dir, run_config)
 
     if validate is None:
         say("warning: no validation cases; the last epoch is also saved as the best checkpoint")
@@ -215,10 +218,10 @@ def _train(config: TrainConfig, context: DistContext, device_name: str) -> dict[
         )
         write_run_config(run_dir, run_config)
         logger.close()  # after run.json: a tracker uploads the final one
-    say(
-        f"done in {summary['wall_s']:.0f} s: best validation Dice {summary['best_dice']:.4f} at epoch "
-        f"{summary['best_epoch']}; run saved to {run_dir}"
-    )
+    best = f"best validation Dice {summary['best_dice']:.4f} at epoch {summary['best_epoch']}"
+    if summary["epochs_run"] == 0:  # a time limit shorter than the first epoch: nothing to report yet
+        best = f"no epoch finished within the time limit, no checkpoint yet (s2m train --resume {run_dir})"
+    say(f"done in {summary['wall_s']:.0f} s: {best}; run saved to {run_dir}")
     if validate is not None and getattr(validate, "fractions", None) and context.is_main:
         from s2mnet.data.checks import prediction_warnings
 

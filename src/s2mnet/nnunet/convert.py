@@ -19,6 +19,11 @@ file (``--splits``), and written as ``$nnUNet_raw/DatasetXXX_Name/``:
   masks, field of view — nnU-Net has no field-of-view notion; evaluations that need it can use this).
 
 Case ids are the ``s2m`` case ids with characters outside ``[A-Za-z0-9_-]`` replaced by ``_``.
+
+All or nothing: the dataset is written into a hidden sibling folder (``.s2m-convert.DatasetXXX_Name.<pid>``)
+and moved into place after its last file; an error (an unreadable case, a mask whose size differs from its
+image's), Ctrl-C or SIGTERM removes it, and one left by a killed conversion is removed by the next. The
+dataset folder is never inside the data folder, nor the data folder inside it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from s2mnet.engine.outputs import check_separate
 from s2mnet.errors import DataError, NNUNetSetupError
 from s2mnet.nnunet.plans import env_folder, read_json, write_json
 
@@ -39,6 +45,8 @@ if TYPE_CHECKING:
 
 DEFAULT_SEED = 42  # s2m train's default, so both tools split the same way
 MARKER_FILE = "s2m_cases.json"
+#: Hidden sibling folders a conversion is written into before it is moved into place.
+STAGING_PREFIX = ".s2m-convert."
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -154,7 +162,7 @@ def _channel_names(index: DatasetIndex, channels: int, rgb: bool) -> dict[str, s
 
 
 def _prepare_folder(folder: Path, overwrite: bool) -> None:
-    """Refuse to touch a folder ``s2m`` did not write; empty ours when ``overwrite``."""
+    """Refuse to touch a folder ``s2m`` did not write (ours is replaced at the end when ``overwrite``)."""
     siblings = [p for p in folder.parent.glob(folder.name.split("_")[0] + "_*") if p != folder]
     if siblings:
         raise NNUNetSetupError(
@@ -170,7 +178,17 @@ def _prepare_folder(folder: Path, overwrite: bool) -> None:
             f"{folder}: exists and was not written by `s2m nnunet convert` ({MARKER_FILE} missing); "
             "not overwriting it"
         )
-    shutil.rmtree(folder)
+
+
+def _publish(staging: Path, folder: Path) -> None:
+    """Move the finished staging folder onto ``folder`` (an earlier conversion there is replaced)."""
+    if folder.exists():
+        old = folder.with_name(f"{STAGING_PREFIX}{folder.name}.old-{os.getpid()}")
+        os.replace(folder, old)
+        os.replace(staging, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, folder)
 
 
 def _splits(index: DatasetIndex, seed: int, splits_file: str | os.PathLike | None) -> dict:
@@ -216,16 +234,16 @@ def convert_dataset(
 
     root = env_folder("nnUNet_raw", hint=" or pass --out") if out is None else Path(out).expanduser()
     source = Path(data).expanduser()
-    index = discover(source)
-    root.mkdir(parents=True, exist_ok=True)  # --out may be new; $nnUNet_raw exists (checked above)
-    if not index.cases:
-        raise DataError(f"{source}: no cases found")
     full_name = dataset_name(dataset_id, name or source.resolve().name)
     folder = root / full_name
-    _prepare_folder(folder, overwrite)
+    check_separate(folder, source, "--out", "--data")
+    index = discover(source)
+    if not index.cases:
+        raise DataError(f"{source}: no cases found")
+    if root.is_dir():
+        _prepare_folder(folder, overwrite)
     splits = _splits(index, seed, splits_file)
     labels = class_names(index, names)
-    multiclass = len(labels) > 2
     ids = nnunet_ids([c.case_id for c in index.cases])
     part_of = {case_id: part for part in ("train", "val", "test") for case_id in splits.get(part, [])}
     # a case in no part (a split file naming a subset) is not converted
@@ -247,13 +265,66 @@ def convert_dataset(
         channels = max(channels, image.shape[-1])
     single_rgb = rgb_any and channels == 3 and all_8bit
 
-    folder.mkdir(parents=True)
+    root.mkdir(parents=True, exist_ok=True)  # --out may be new; $nnUNet_raw exists (checked above)
+    for stale in root.glob(f"{STAGING_PREFIX}{full_name}.*"):  # left by a killed conversion
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = root / f"{STAGING_PREFIX}{full_name}.{os.getpid()}"
+    staging.mkdir()
+    try:  # all or nothing: written into the staging folder, moved into place at the end
+        records, dataset_json, counts = _write_cases(
+            staging, index, cases, part_of, ids, splits, labels, channels, single_rgb, progress
+        )
+        dataset_json["name"] = full_name.split("_", 1)[1]
+        dataset_json["description"] = f"converted by `s2m nnunet convert` from {source.resolve()}"
+        dataset_json["s2m_split"]["seed"] = splits.get("seed", seed)
+        write_json(staging / "dataset.json", dataset_json)
+        write_json(staging / "splits_final.json", [{"train": counts["train"], "val": counts["val"]}])
+        write_json(staging / MARKER_FILE, records)
+        _publish(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {
+        "folder": folder,
+        "dataset": full_name,
+        "train": len(counts["train"]),
+        "val": len(counts["val"]),
+        "test": len(counts["test"]),
+        "channels": dataset_json["channel_names"],
+        "labels": dataset_json["labels"],
+        "split_source": dataset_json["s2m_split"]["source"],
+    }
+
+
+def _write_cases(
+    folder: Path,
+    index: DatasetIndex,
+    cases: list[Case],
+    part_of: dict[str, str],
+    ids: dict[str, str],
+    splits: dict,
+    labels: list[str],
+    channels: int,
+    single_rgb: bool,
+    progress: Any,
+) -> tuple[dict[str, dict], dict, dict[str, list[str]]]:
+    """Write every case's images and label into ``folder``; returns the records, dataset.json and parts.
+
+    Raises:
+        DataError: an unreadable case, or a label whose size differs from its image's (naming both).
+    """
+    multiclass = len(labels) > 2
     records: dict[str, dict] = {}
     for done, case in enumerate(cases, start=1):
         part = part_of[case.case_id]
         case_name = ids[case.case_id]
         suffix = "Ts" if part == "test" else "Tr"
         image, _ = _channel_images(case)
+        label = _label(case, multiclass, len(labels))
+        if label.shape[:2] != image.shape[:2]:
+            raise DataError(
+                f"{case.masks[0]}: the mask is {label.shape[1]}x{label.shape[0]} pixels but its image "
+                f"{case.image.name} is {image.shape[1]}x{image.shape[0]}; nothing was converted"
+            )
         if image.shape[-1] != channels:
             image = np.repeat(image, channels, axis=-1)
         if single_rgb:
@@ -261,7 +332,7 @@ def convert_dataset(
         else:
             for k in range(channels):
                 _write_png(folder / f"images{suffix}" / f"{case_name}_{k:04d}.png", image[..., k])
-        _write_png(folder / f"labels{suffix}" / f"{case_name}.png", _label(case, multiclass, len(labels)))
+        _write_png(folder / f"labels{suffix}" / f"{case_name}.png", label)
         records[case_name] = {
             "s2m_case": case.case_id,
             "split": part,
@@ -272,31 +343,17 @@ def convert_dataset(
         if progress is not None:
             progress(done, len(cases))
 
-    train = [ids[c] for c in splits.get("train", []) if c in ids]
-    val = [ids[c] for c in splits.get("val", []) if c in ids]
-    test = [ids[c] for c in splits.get("test", []) if c in ids]
+    counts = {part: [ids[c] for c in splits.get(part, []) if c in ids] for part in ("train", "val", "test")}
     dataset_json = {
-        "name": full_name.split("_", 1)[1],
-        "description": f"converted by `s2m nnunet convert` from {source.resolve()}",
+        "name": "",
+        "description": "",
         "channel_names": _channel_names(index, channels, single_rgb),
         "labels": {label: value for value, label in enumerate(labels)},
-        "numTraining": len(train) + len(val),
+        "numTraining": len(counts["train"]) + len(counts["val"]),
         "file_ending": ".png",
-        "s2m_split": {"source": str(splits.get("source", "")), "seed": splits.get("seed", seed)},
+        "s2m_split": {"source": str(splits.get("source", ""))},
     }
-    write_json(folder / "dataset.json", dataset_json)
-    write_json(folder / "splits_final.json", [{"train": train, "val": val}])
-    write_json(folder / MARKER_FILE, records)
-    return {
-        "folder": folder,
-        "dataset": full_name,
-        "train": len(train),
-        "val": len(val),
-        "test": len(test),
-        "channels": dataset_json["channel_names"],
-        "labels": dataset_json["labels"],
-        "split_source": dataset_json["s2m_split"]["source"],
-    }
+    return records, dataset_json, counts
 
 
 def read_case_records(folder: str | os.PathLike) -> dict[str, dict]:

@@ -30,11 +30,12 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from s2mnet.errors import NNUNetSetupError, S2MError
+from s2mnet.io_utils import atomic_write_text
+from s2mnet.io_utils import read_json as read_guarded_json
 from s2mnet.nnunet import (
     BASE_CONFIGURATION,
     CONFIGURATION,
@@ -47,6 +48,9 @@ DEFAULT_PLANS = "nnUNetPlans"
 MARKER = "s2mnet"
 WRITTEN_BY = "s2m nnunet add-config"
 SPLITS_FILE = "splits_final.json"
+#: Bounds of the plans values add-config copies (nnU-Net's 2-D patches are a few hundred pixels).
+MAX_PATCH_SIDE = 4096
+MAX_BATCH_SIZE = 4096
 
 
 def env_folder(variable: str, given: str | os.PathLike | None = None, hint: str = "") -> Path:
@@ -89,27 +93,17 @@ def dataset_folder(root: Path, dataset: str | int, purpose: str) -> Path:
 
 
 def read_json(path: Path) -> Any:
-    """A JSON file, with one-line errors naming it."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise NNUNetSetupError(f"{path}: file not found") from error
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise NNUNetSetupError(f"{path}: not a readable JSON file ({error})") from error
+    """A JSON file, with one-line errors naming it (:func:`s2mnet.io_utils.read_json`)."""
+    return read_guarded_json(path, NNUNetSetupError)
 
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON as nnU-Net does (indent 4, key order kept), atomically (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=4, sort_keys=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_text(path, json.dumps(data, indent=4, sort_keys=False) + "\n")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def round_patch(patch_size: list[int], multiple: int = PATCH_MULTIPLE) -> list[int]:
@@ -127,8 +121,15 @@ def resolve_configuration(configurations: dict, name: str) -> dict:
         if name not in configurations:
             raise NNUNetSetupError(f"configuration {name!r} is not in the plans")
         seen.append(name)
-        chain.append(configurations[name])
-        name = configurations[name].get("inherits_from")
+        config = configurations[name]
+        if not isinstance(config, dict):
+            raise NNUNetSetupError(
+                f"configuration {name!r} is {type(config).__name__} {str(config)[:40]}, not a JSON object"
+            )
+        chain.append(config)
+        name = config.get("inherits_from")
+        if name is not None and not isinstance(name, str):
+            raise NNUNetSetupError(f"configuration {seen[-1]!r}: inherits_from must be a name, got {name!r}")
     resolved: dict = {}
     for config in reversed(chain):
         resolved.update(config)
@@ -154,16 +155,31 @@ def s2mnet_configuration(
     Raises:
         NNUNetSetupError: a base configuration that is not 2-D, or bad overrides.
     """
-    patch = list(patch_size) if patch_size is not None else list(base.get("patch_size", []))
-    if len(patch) != 2:
+    patch = patch_size if patch_size is not None else base.get("patch_size", [])
+    if not isinstance(patch, list | tuple) or len(patch) != 2:
         raise NNUNetSetupError(
-            f"configuration {base_name!r} has patch size {patch}; S2M-Net is 2-D (use nnU-Net's 2d)"
+            f"configuration {base_name!r} has patch size {str(patch)[:40]}; S2M-Net is 2-D (use nnU-Net's 2d)"
         )
-    config: dict[str, Any] = {"inherits_from": base_name, "patch_size": round_patch(patch)}
+    if not all(_is_int(side) and 1 <= side <= MAX_PATCH_SIDE for side in patch):
+        raise NNUNetSetupError(
+            f"configuration {base_name!r}: patch size {str(list(patch))[:60]} must be two integers in "
+            f"1..{MAX_PATCH_SIDE}"
+        )
+    config: dict[str, Any] = {"inherits_from": base_name, "patch_size": round_patch(list(patch))}
     if batch_size is not None:
-        if int(batch_size) < 1:
-            raise NNUNetSetupError(f"batch size must be ≥ 1, got {batch_size}")
+        if not _is_int(batch_size) or not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise NNUNetSetupError(f"batch size must be an integer in 1..{MAX_BATCH_SIZE}, got {batch_size}")
         config["batch_size"] = int(batch_size)
+    inherited = base.get("batch_size")
+    if (
+        batch_size is None
+        and inherited is not None
+        and (not _is_int(inherited) or not 1 <= inherited <= MAX_BATCH_SIZE)
+    ):
+        raise NNUNetSetupError(
+            f"configuration {base_name!r}: batch_size {str(inherited)[:40]} must be an integer in "
+            f"1..{MAX_BATCH_SIZE}"
+        )
     extra = dict(arch_kwargs or {})
     if "strides" in extra or "deep_supervision" in extra:
         raise NNUNetSetupError(
@@ -183,11 +199,15 @@ def s2mnet_configuration(
 
 
 def check_arch_kwargs(arch_kwargs: dict) -> None:
-    """Check ``arch_kwargs`` by building the network once (imports torch).
+    """Check ``arch_kwargs``: bounded as run.json's model arguments, then by building the network once.
 
     Raises:
-        NNUNetSetupError: arguments :class:`~s2mnet.models.S2MNet` rejects.
+        S2MError: a width or other number out of bounds (before anything is built), or arguments
+            :class:`~s2mnet.models.S2MNet` rejects.
     """
+    from s2mnet.engine.rundir import check_model_args
+
+    check_model_args(arch_kwargs, "--arch-kwargs")
     from s2mnet.nnunet.network import S2MNetNNUNet
 
     try:
@@ -249,8 +269,11 @@ def add_configuration(
         )
     if arch_kwargs:
         check_arch_kwargs(arch_kwargs)
-    resolved = resolve_configuration(configurations, base)
-    new = s2mnet_configuration(resolved, base, arch_kwargs, batch_size, patch_size)
+    try:
+        resolved = resolve_configuration(configurations, base)
+        new = s2mnet_configuration(resolved, base, arch_kwargs, batch_size, patch_size)
+    except NNUNetSetupError as error:
+        raise NNUNetSetupError(f"{plans_path}: {error}") from None
     old = configurations.get(configuration)
     if old is not None and not (isinstance(old, dict) and MARKER in old):
         raise NNUNetSetupError(

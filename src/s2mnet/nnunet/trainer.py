@@ -29,7 +29,6 @@ validation; with or without the ``2d_s2mnet`` configuration):
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from s2mnet.errors import S2MError
+from s2mnet.io_utils import read_json
 from s2mnet.nnunet.plans import write_json
 
 __all__ = [
@@ -140,7 +140,7 @@ class nnUNetTrainerMASL(nnUNetTrainer):
             return
         path = Path(masl_state_path(filename_or_checkpoint))
         if path.is_file():
-            state = json.loads(path.read_text(encoding="utf-8"))
+            state = read_json(path, what="MASL state file")
             self.masl.load_state_dict({key: torch.tensor(value) for key, value in state.items()})
         else:
             self.print_to_log_file(f"{path} not found: MASL's weights start from their initial values")

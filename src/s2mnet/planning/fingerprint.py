@@ -20,6 +20,7 @@ from collections import Counter
 import numpy as np
 
 from s2mnet.data.checks import degenerate_data_warnings
+from s2mnet.data.discover import discovery_warnings
 from s2mnet.data.formats.nifti import case_modalities
 from s2mnet.data.io import case_image_size, image_size, read_case_raw, read_mask
 from s2mnet.data.splits import make_splits
@@ -187,7 +188,8 @@ def fingerprint(index: DatasetIndex, descriptors: bool = True) -> dict:
         result["descriptor_samples"] = len(sampled)
         for position, i in enumerate(sampled):
             per_case[i].update({name: round(v[position], 4) for name, v in values.items()})
-    result["warnings"] = degenerate_data_warnings(result)  # s2mnet.data.checks: empty, one class, full
+    # entries skipped by discovery (pipes, devices), then s2mnet.data.checks: empty, one class, full
+    result["warnings"] = [*discovery_warnings(index), *degenerate_data_warnings(result)]
     return result
 
 

@@ -85,7 +85,7 @@ class Plan:
     min_epochs: int | None = field(default=None, metadata=_spec(kind=(int,), bounds=(0, 100_000)))
     val_every: int | None = field(default=None, metadata=_spec(kind=(int,), bounds=(1, 100_000)))
     precise_bn: int | None = field(default=None, metadata=_spec(kind=(int,), bounds=(0, 100_000)))
-    budget_s: float | None = field(default=None, metadata=_spec(kind=(int, float), bounds=(1.0, 1e8)))
+    budget_s: float | None = field(default=None, metadata=_spec(kind=(int, float), bounds=(0.0, 1e11)))
     reasons: dict[str, str] = field(default_factory=dict)
 
     @classmethod

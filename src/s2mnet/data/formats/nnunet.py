@@ -20,13 +20,13 @@ conversion) are refused. Any missing channel file or label, or a label value tha
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from pathlib import Path
 
 from s2mnet.data.formats.labels import LabelMap
 from s2mnet.errors import DataError
+from s2mnet.io_utils import read_json
 
 DATASET_JSON = "dataset.json"
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
@@ -40,10 +40,7 @@ def is_nnunet_raw(root: Path) -> bool:
 def read_dataset_json(root: Path) -> dict:
     """``dataset.json`` with its required keys checked (``channel_names``, ``labels``, ``file_ending``)."""
     path = root / DATASET_JSON
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: not a readable JSON file ({error})") from error
+    data = read_json(path, DataError)
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object")
     channels = data.get("channel_names", data.get("modality"))

@@ -14,12 +14,12 @@ refused (compression changes colours). A palette with one class besides the back
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 from s2mnet.data.formats.labels import LabelMap
 from s2mnet.data.naming import LOSSY_EXTENSIONS, image_extension
 from s2mnet.errors import DataError
+from s2mnet.io_utils import read_json
 
 PALETTE_FILE = "palette.json"
 
@@ -32,12 +32,7 @@ def load_palette(path: str | Path) -> LabelMap:
             fewer than two classes, naming the file.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise DataError(f"{path}: palette file not found") from error
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: not a readable JSON palette ({error})") from error
+    data = read_json(path, DataError, what="palette")
     if not isinstance(data, dict) or len(data) < 2:
         raise DataError(
             f'{path}: a palette maps at least two class names to colours, e.g. {{"background": [0, 0, 0]}}'
