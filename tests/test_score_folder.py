@@ -122,10 +122,10 @@ def test_outputs_are_all_or_nothing_and_never_replace_foreign_files(folders, tmp
     out, notes = tmp_path / "out", tmp_path / "notes.json"
     notes.write_text('{"mine": 1}')
     base = ["evaluate", "--pred", pred, "--truth", truth, "--output", str(out)]
-    assert "not written by s2m evaluate" in one_error(capsys, [*base, "--json", str(notes)])
+    assert "already exists; nothing was changed" in one_error(capsys, [*base, "--json", str(notes)])
     assert notes.read_text() == '{"mine": 1}' and not out.exists()
     assert main([*base, "--json", str(tmp_path / "m.json")]) == 0
-    assert main([*base, "--json", str(tmp_path / "m.json"), "--overwrite"]) == 0  # ours: replaced
+    assert main([*base, "--json", str(tmp_path / "m.json"), "--overwrite"]) == 0  # replaced on request
     before = (out / "metrics.json").read_text()
 
     from s2mnet.inference import score_folder
