@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from s2mnet.engine.rundir import RUN_CONFIG, read_run_config, weights_path
+from s2mnet.engine.rundir import RUN_CONFIG, is_cv_run, read_run_config, weights_path
 from s2mnet.errors import RunError, first_line
 from s2mnet.io_utils import atomic_write_with
 
@@ -63,13 +63,22 @@ def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], sour
     model.load_state_dict(state, strict=True)
 
 
-def load_model(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu"):
+def load_model(
+    run_dir: str | Path,
+    which: str = "best",
+    device: str | torch.device = "cpu",
+    folds: list[int] | None = None,
+):
     """Rebuild a run's model and load its weights, ready for inference (``eval()`` mode).
+
+    A cross-validation run (``s2m train --folds K``) gives the ensemble of its folds
+    (:func:`s2mnet.engine.ensemble.load_ensemble`; ``folds`` picks some, default all).
 
     Args:
         run_dir: a folder written by ``s2m train``.
         which: ``"best"`` (best validation Dice) or ``"last"``.
         device: where to put the model.
+        folds: the folds of a cross-validation run to ensemble; ``None`` → all of them.
 
     Returns:
         ``(model, run_config)``.
@@ -77,6 +86,12 @@ def load_model(run_dir: str | Path, which: str = "best", device: str | torch.dev
     from s2mnet.models import create_model
 
     run_dir = Path(run_dir)
+    if is_cv_run(run_dir) and not (run_dir / RUN_CONFIG).is_file():
+        from s2mnet.engine.ensemble import load_ensemble
+
+        return load_ensemble(run_dir, folds=folds, which=which, device=device)
+    if folds is not None:
+        raise RunError(f"{run_dir}: --folds needs a cross-validation run (s2m train --folds K)")
     config = read_run_config(run_dir)  # validated (rundir.validate_run_config): counts, sizes, paths
     if not isinstance(config.get("model"), dict):
         raise RunError(f"{run_dir / RUN_CONFIG}: no 'model' section; cannot rebuild the model")
