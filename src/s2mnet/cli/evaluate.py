@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from s2mnet.cli.common import format_metrics
-from s2mnet.engine.rundir import eval_dir, require_run
+from s2mnet.engine.rundir import RUN_CONFIG, eval_dir, is_cv_run, require_run
 from s2mnet.errors import S2MError
 
 
@@ -43,6 +43,11 @@ def run(args: argparse.Namespace) -> int:
     if args.data is not None and not args.data.is_dir():
         raise S2MError(f"{args.data}: dataset folder not found")
     from s2mnet.engine.device import resolve_device
+
+    if args.data is None and is_cv_run(args.run) and not (args.run / RUN_CONFIG).is_file():
+        from s2mnet.cli.crossval import evaluate_cv_command
+
+        return evaluate_cv_command(args, resolve_device(args.device))
     from s2mnet.inference.evaluate import evaluate_run
 
     metrics = evaluate_run(

@@ -47,6 +47,7 @@ def predict_paths(
     progress: bool | None = None,
     colours: bool = False,
     warn: Callable[[str], None] | None = None,
+    folds: Sequence[int] | None = None,
 ) -> list[Path]:
     """Segment one image or every image of a folder and save the masks as PNG.
 
@@ -63,6 +64,7 @@ def predict_paths(
         colours: write RGB masks in the colours of the run's ``palette.json`` (docs/data.md, "Formats").
         warn: called with each warning line (predictions empty or all foreground on most images,
             :func:`s2mnet.data.checks.prediction_warnings`); ``None`` → not reported.
+        folds: the folds of a cross-validation run to ensemble (``None`` → all; docs/tool.md).
 
     Returns:
         The written mask paths, in input order (sorted by file name for a folder).
@@ -77,7 +79,7 @@ def predict_paths(
 
     volumes = volume_inputs(input_path)  # NIfTI inputs → label volumes (docs/data.md, "Formats")
     if volumes:
-        return predict_volumes(run_dir, volumes, output_dir, tta, overwrite, device, which)
+        return predict_volumes(run_dir, volumes, output_dir, tta, overwrite, device, which, folds=folds)
     inputs = input_images(input_path)
     run_dir = Path(run_dir)
     plan = run_plan(run_dir, read_run_config(run_dir))
@@ -92,7 +94,7 @@ def predict_paths(
     region_outputs = [output_paths(inputs, Path(output_dir) / name, overwrite) for name in regions or {}]
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, config = load_model(run_dir, which=which, device=device)
+    model, config = load_model(run_dir, which=which, device=device, folds=folds)
     binary = int(plan.get("num_classes", config.get("num_classes", 1))) == 1
 
     pairs = list(enumerate(zip(inputs, outputs, strict=True)))

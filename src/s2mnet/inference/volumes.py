@@ -47,6 +47,7 @@ def predict_volumes(
     overwrite: bool = False,
     device=None,
     which: str = "best",
+    folds: list[int] | None = None,
 ) -> list[Path]:
     """``s2m predict`` on NIfTI inputs: ``OUTPUT/<case>.nii.gz`` label volumes with the source affine.
 
@@ -69,7 +70,7 @@ def predict_volumes(
     from s2mnet.errors import S2MError
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, config = load_model(run_dir, which=which, device=device)
+    model, config = load_model(run_dir, which=which, device=device, folds=folds)
     plan = run_plan(Path(run_dir), config)
     from s2mnet.data.formats.nnunet import group_channel_files
 
