@@ -295,3 +295,18 @@ def test_bad_cv_flags_are_one_line_errors(
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_folds_that_disagree_are_not_ensembled(cv_run: Path, tmp_path: Path) -> None:
+    from s2mnet.engine.checkpoint import load_ensemble
+    from s2mnet.errors import RunError
+
+    copy = tmp_path / "cv"
+    shutil.copytree(cv_run, copy, ignore=shutil.ignore_patterns("eval_cv*"))
+    config = json.loads((copy / "fold_1" / "run.json").read_text())
+    config["plan"]["size"] = 64
+    (copy / "fold_1" / "run.json").write_text(json.dumps(config))
+    with pytest.raises(RunError, match="fold_1: its plan differs from fold_0's"):
+        load_ensemble(copy)
+    assert len(load_ensemble(copy, folds=[0])[0].models) == 1

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from s2mnet.engine.rundir import cv_fold_dirs, read_cv_manifest, read_run_config, run_plan
+from s2mnet.engine.rundir import read_run_config, run_plan
 from s2mnet.errors import RunError
 
 #: Probabilities are clamped to [EPS, 1 - EPS] before the logit / log (finite outputs, float32-exact).
@@ -68,34 +68,12 @@ class FoldEnsemble(nn.Module):
         return torch.log(mean.clamp_min(EPS))
 
 
-def load_ensemble(
-    run_dir: str | Path,
-    folds: list[int] | None = None,
-    which: str = "best",
-    device: str | torch.device = "cpu",
-) -> tuple[FoldEnsemble, dict[str, Any]]:
-    """The ensemble of a cross-validation run's folds (``folds`` picks some; default all), in eval mode.
-
-    Args:
-        run_dir: a cross-validation run folder (``s2m train --folds K``).
-        folds: fold numbers; ``None`` → every fold.
-        which: ``"best"`` or ``"last"`` checkpoint of each fold.
-        device: where to put the models.
-
-    Returns:
-        ``(ensemble, run_config)``: the configuration is the first chosen fold's, with ``"folds"`` (the
-        fold numbers) and ``"cv_run"`` (the run folder) added.
+def check_folds_agree(dirs: list[Path]) -> None:
+    """The folds of an ensemble must agree on the inference plan, the classes and the model.
 
     Raises:
-        RunError: not a cross-validation run, a fold out of range or not trained, or folds that differ in
-            plan, classes or model configuration (naming the fold and what differs).
+        RunError: a fold that differs from the first, naming it and what differs.
     """
-    from s2mnet.engine.checkpoint import load_model
-
-    run_dir = Path(run_dir)
-    count = read_cv_manifest(run_dir)["folds"]
-    chosen = list(range(count)) if folds is None else list(folds)
-    dirs = cv_fold_dirs(run_dir, chosen)
     reference = _signature(dirs[0])
     for path in dirs[1:]:
         signature = _signature(path)
@@ -104,15 +82,6 @@ def load_ensemble(
                 raise RunError(
                     f"{path}: its {key} differs from {dirs[0].name}'s; these folds cannot be ensembled"
                 )
-    models, config = [], None
-    for path in dirs:
-        model, fold_config = load_model(path, which=which, device=device)
-        models.append(model)
-        config = config or fold_config
-    plan = run_plan(dirs[0], config)
-    sigmoid = int(plan.get("num_classes", 1)) == 1 or plan.get("label_mode") == "multilabel"
-    ensemble = FoldEnsemble(models, sigmoid=sigmoid).to(device).eval()
-    return ensemble, {**config, "folds": chosen, "cv_run": str(run_dir)}
 
 
 def _signature(fold_dir: Path) -> dict[str, Any]:

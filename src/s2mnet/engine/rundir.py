@@ -157,7 +157,7 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     """Read ``run.json``; a missing folder or file is a :class:`RunError` naming it.
 
     A cross-validation run has no ``run.json`` of its own: its configuration is its first trained
-    fold's (every fold shares the plan, classes and model; :func:`s2mnet.engine.ensemble.load_ensemble`
+    fold's (every fold shares the plan, classes and model; :func:`s2mnet.engine.checkpoint.load_ensemble`
     checks it), with ``"cv_run"`` set to the run folder.
     """
     run_dir = Path(run_dir)
