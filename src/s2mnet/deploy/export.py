@@ -205,7 +205,7 @@ def export_run(
         raise ExportError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     if not check_sizes:
         raise ExportError("at least one check size is needed")
-    model, config = load_model(run_dir, which=which, device="cpu", folds=folds)
+    model, config = load_model(run_dir, which=which, device="cpu", **({"folds": folds} if folds else {}))
     example_size = tuple(check_sizes[0])
     if fmt == "onnx":
         metadata = deployment_metadata(config, run_plan(Path(run_dir), config))
