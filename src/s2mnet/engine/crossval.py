@@ -78,7 +78,8 @@ def train_cv(config: TrainConfig, k: int, fold: int | None = None) -> dict[str, 
     """
     if fold is not None and not 0 <= fold < k:
         raise S2MError(f"--fold {fold}: the folds are 0..{k - 1}")
-    check_cv_output(config.out, k, fold, config.overwrite)
+    if _is_main():  # the other ranks of a torchrun would see rank 0's folder being written
+        check_cv_output(config.out, k, fold, config.overwrite)
     from s2mnet.data.discover import discover
 
     index = discover(config.data)
@@ -86,7 +87,7 @@ def train_cv(config: TrainConfig, k: int, fold: int | None = None) -> dict[str, 
     run_dir = Path(config.out)
     chosen = [fold] if fold is not None else list(range(k))
     budget = _budget_division(config, len(chosen))
-    say = (lambda line: None) if config.quiet else print
+    say = _printer(config.quiet)
     say(f"cross-validation: {folds['source']}")
     for number, part in enumerate(folds["folds"]):
         say(f"  fold {number}: {len(part['val'])} held-out cases" + _strata_counts(folds, part["val"]))
@@ -113,7 +114,7 @@ def train_cv(config: TrainConfig, k: int, fold: int | None = None) -> dict[str, 
     }
     if _is_main():
         if fold is None or not (run_dir / CV_MANIFEST).is_file():
-            owned = (CV_MANIFEST, SPLITS_JSON, EVAL_CV_DIR, *manifest["fold_dirs"])
+            owned = (CV_MANIFEST, SPLITS_JSON, EVAL_CV_DIR, f"{EVAL_CV_DIR}_tta", *manifest["fold_dirs"])
             prepare_output_dir(run_dir, overwrite=config.overwrite, marker=CV_MANIFEST, owned=owned)
             atomic_write_json(run_dir / SPLITS_JSON, folds["folds"])
             atomic_write_json(run_dir / CV_MANIFEST, manifest)
@@ -152,8 +153,9 @@ def resume_cv(run_dir: str | Path, command: list[str] | None = None, **changes: 
     pending = [f for f in range(manifest["folds"]) if not _finished(fold_dir(run_dir, f))]
     if not pending:
         raise RunError(f"{run_dir}: every fold already finished; nothing to resume")
-    if not config.quiet:
-        print(f"resuming cross-validation {run_dir}: folds {', '.join(map(str, pending))} to finish")
+    _printer(config.quiet)(
+        f"resuming cross-validation {run_dir}: folds {', '.join(map(str, pending))} to finish"
+    )
     per_fold = (manifest.get("budget") or {}).get("per_fold_s")
     return _train_folds(config, index, folds, pending, per_fold, resume=True)
 
@@ -169,15 +171,15 @@ def _train_folds(
 
     start = time.perf_counter()
     run_dir = Path(config.out)
+    say = _printer(config.quiet)
     summaries: dict[int, Any] = {}
     for number in chosen:
         left = None if config.time_limit_s is None else config.time_limit_s - (time.perf_counter() - start)
         if left is not None and left <= 0:
-            print(f"time limit reached before fold {number}; continue with s2m train --resume {run_dir}")
+            say(f"time limit reached before fold {number}; continue with s2m train --resume {run_dir}")
             break
         path = fold_dir(run_dir, number)
-        if not config.quiet:
-            print(f"== fold {number} of 0..{len(folds['folds']) - 1}: {path}")
+        say(f"== fold {number} of 0..{len(folds['folds']) - 1}: {path}")
         if resume and (path / TRAIN_STATE).is_file() and (path / RUN_CONFIG).is_file():
             changes = {f: getattr(config, f) for f in RESUME_CHANGEABLE if f != "time_limit_s"}
             fold_config = resume_config(path, command=config.command, time_limit_s=left, **changes)
@@ -195,7 +197,7 @@ def _train_folds(
             )
         summaries[number] = summary = train(fold_config)
         if summary.get("stopped_by_time"):
-            print(f"time limit reached in fold {number}; continue with s2m train --resume {run_dir}")
+            say(f"time limit reached in fold {number}; continue with s2m train --resume {run_dir}")
             break
     return {"run_dir": str(run_dir), "folds": summaries}
 
@@ -265,6 +267,11 @@ def _finished(path: Path) -> bool:
         return False
     stored = read_run_config(path)
     return stored.get("status") == "finished" and not stored.get("stopped_by_time")
+
+
+def _printer(quiet: bool):
+    """``print`` on rank 0 unless ``quiet``; otherwise a function that prints nothing."""
+    return print if _is_main() and not quiet else lambda line: None
 
 
 def _is_main() -> bool:
