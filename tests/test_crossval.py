@@ -204,6 +204,7 @@ def test_evaluate_cv_is_out_of_fold_over_every_case(cv_run: Path, capsys: pytest
     assert metrics["dice"] == pytest.approx(np.mean([case["dice"] for case in metrics["cases"]]))
     assert set(metrics["trivial"]) == {"dice_all_empty", "dice_all_foreground"}
     assert (cv_run / "eval_cv" / "cases.csv").read_text().startswith("fold,case_id,dice")
+    assert main(["evaluate", "--run", str(cv_run), "--split", "val"]) == 2  # out of fold only
 
 
 @pytest.mark.slow
@@ -310,3 +311,17 @@ def test_folds_that_disagree_are_not_ensembled(cv_run: Path, tmp_path: Path) -> 
     with pytest.raises(RunError, match="fold_1: its plan differs from fold_0's"):
         load_ensemble(copy)
     assert len(load_ensemble(copy, folds=[0])[0].models) == 1
+
+
+@pytest.mark.parametrize("command", ["predict", "export"])
+def test_folds_flag_needs_a_cross_validation_run(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    out = ["--output", str(tmp_path / ("o" if command == "predict" else "m.onnx"))]
+    args = [command, "--run", str(run), "--folds", "0", *out, *([str(run)] if command == "predict" else [])]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --folds 0: needs --run with a cross-validation run (s2m train --folds K)"

@@ -33,6 +33,7 @@ from s2mnet.engine.outputs import check_output_dir, prepare_output_dir
 from s2mnet.engine.rundir import (
     CV_MANIFEST,
     EVAL_CV_DIR,
+    EVAL_DIRS,
     RUN_CONFIG,
     SPLITS_JSON,
     TRAIN_STATE,
@@ -114,7 +115,14 @@ def train_cv(config: TrainConfig, k: int, fold: int | None = None) -> dict[str, 
     }
     if _is_main():
         if fold is None or not (run_dir / CV_MANIFEST).is_file():
-            owned = (CV_MANIFEST, SPLITS_JSON, EVAL_CV_DIR, f"{EVAL_CV_DIR}_tta", *manifest["fold_dirs"])
+            owned = (
+                CV_MANIFEST,
+                SPLITS_JSON,
+                EVAL_CV_DIR,
+                f"{EVAL_CV_DIR}_tta",
+                *EVAL_DIRS,
+                *manifest["fold_dirs"],
+            )
             prepare_output_dir(run_dir, overwrite=config.overwrite, marker=CV_MANIFEST, owned=owned)
             atomic_write_json(run_dir / SPLITS_JSON, folds["folds"])
             atomic_write_json(run_dir / CV_MANIFEST, manifest)
