@@ -124,7 +124,28 @@ def test_mask_strata_split_at_the_median_and_merge_small_bins(tmp_path: Path) ->
     assert Counter(strata.values()) == {"empty": 3, "small": 2, "large": 2}
     assert strata["c3"] == "small" and strata["c6"] == "large"
     merged = mask_strata(index, 3, plan)
-    assert Counter(merged.values()) == {"empty": 3, "small+large": 4}
+    assert Counter(merged.values()) == {"empty": 3, "small|large": 4}
+
+
+def test_mask_strata_of_class_maps_are_the_classes_present(tmp_path: Path) -> None:
+    cases = []
+    for number, values in enumerate([(0,), (1,), (1,), (1, 2), (1, 2), (2,)]):
+        mask = np.zeros((4, 4), np.uint8)
+        for position, value in enumerate(values):
+            mask[position] = value
+        Image.fromarray(mask).save(tmp_path / f"m{number}.png")
+        cases.append(Case(f"c{number}", tmp_path / f"c{number}.png", (tmp_path / f"m{number}.png",)))
+    index = DatasetIndex(tmp_path, cases, "images-masks", num_classes=3)
+    strata = mask_strata(index, 2, {"num_classes": 3, "label_mode": "multiclass"})
+    # none (1 case) merges into 1, then 2 (1 case) into 1+2: every stratum holds at least K = 2
+    assert strata == {
+        "c0": "none|1",
+        "c1": "none|1",
+        "c2": "none|1",
+        "c3": "2|1+2",
+        "c4": "2|1+2",
+        "c5": "2|1+2",
+    }
 
 
 # --- the ensemble -----------------------------------------------------------------------------------
@@ -236,25 +257,18 @@ def test_predict_and_export_the_ensemble(cv_run: Path, cv_data: Path, tmp_path: 
 
 
 @pytest.mark.slow
-def test_resume_finishes_a_killed_cross_validation(cv_run: Path, cv_data: Path, tmp_path: Path) -> None:
-    """Fold 1 deleted (killed before it started): --resume trains it and skips the finished fold 0."""
-    copy = tmp_path / "cv"
-    shutil.copytree(cv_run, copy)
-    shutil.rmtree(copy / "fold_1")
-    before = (copy / "fold_0" / "best.safetensors").read_bytes()
-    assert main(["train", "--resume", str(copy), "--quiet"]) == 0
-    assert json.loads((copy / "fold_1" / "run.json").read_text())["status"] == "finished"
-    assert (copy / "fold_0" / "best.safetensors").read_bytes() == before
-    assert main(["train", "--resume", str(copy)]) == 2  # nothing left to resume
-
-
-@pytest.mark.slow
-def test_fold_flag_trains_one_fold(cv_data: Path, tmp_path: Path) -> None:
+def test_fold_flag_trains_one_fold_and_resume_trains_the_rest(cv_data: Path, tmp_path: Path) -> None:
+    """--fold 1 trains fold 1 alone; --resume then starts the missing fold 0 and leaves fold 1 as it was."""
     out = tmp_path / "one"
     flags = ["train", "--data", str(cv_data), "--out", str(out), "--folds", "2", "--fold", "1", *TINY_FLAGS]
     assert main(flags) == 0
     assert (out / "fold_1" / "run.json").is_file() and not (out / "fold_0").exists()
     assert main(flags) == 2  # fold 1 exists: refused without --overwrite
+    before = (out / "fold_1" / "best.safetensors").read_bytes()
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
+    assert json.loads((out / "fold_0" / "run.json").read_text())["status"] == "finished"
+    assert (out / "fold_1" / "best.safetensors").read_bytes() == before
+    assert main(["train", "--resume", str(out)]) == 2  # nothing left to resume
 
 
 def test_nnunet_convert_reuses_the_folds(cv_data: Path, tmp_path: Path) -> None:

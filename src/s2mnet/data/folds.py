@@ -189,7 +189,7 @@ def mask_strata(
     of the non-zero foreground fractions. The cases of one group share the stratum of their union. An
     ordered list of strata (empty < small < large; class sets by size, then name) is then made coarser:
     a stratum with fewer than ``k`` units is merged into its neighbour (the next one, the previous for
-    the last), so that :func:`make_folds` can spread every stratum over every fold.
+    the last; named ``small|large``), so that :func:`make_folds` can spread every stratum over every fold.
 
     Args:
         index: the data set.
@@ -230,7 +230,7 @@ def mask_strata(
         small = min(range(len(bins)), key=lambda i: (len(bins[i][1]), i))
         into = small + 1 if small + 1 < len(bins) else small - 1
         low, high = sorted((small, into))
-        bins[low] = [f"{bins[low][0]}+{bins[high][0]}", bins[low][1] + bins[high][1]]
+        bins[low] = [f"{bins[low][0]}|{bins[high][0]}", bins[low][1] + bins[high][1]]
         del bins[high]
     return {case.case_id: name for name, members in bins for unit in members for case in units[unit]}
 
