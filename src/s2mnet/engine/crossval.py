@@ -219,7 +219,7 @@ def _make_folds(config: TrainConfig, index: Any, k: int) -> tuple[dict, dict[str
     overrides = dict(config.plan_overrides)
     if config.loss is not None:
         overrides["loss"] = config.loss
-    plan = make_plan(fingerprint(index), device="cpu", overrides=overrides)
+    plan = make_plan(fingerprint(index), device=_device_type(config), overrides=overrides)
     test = frozenset(index.known_split.get("test", [])) if index.known_split else frozenset()
     strata = name_strata(index, exclude=test)
     if strata is not None:
@@ -233,16 +233,13 @@ def _make_folds(config: TrainConfig, index: Any, k: int) -> tuple[dict, dict[str
 
 def _budget_division(config: TrainConfig, folds_trained: int) -> dict[str, Any]:
     """The whole command's ``--budget`` divided equally over the folds it trains (module docstring)."""
-    import torch
-
     from s2mnet.planning.budget import DEFAULT_CPU_BUDGET_MIN
 
     if config.plan_overrides.get("epochs") is not None:
         return {"total_s": None, "per_fold_s": None, "text": "none (--epochs given): every fold trains those"}
     total = config.budget_s
     if total is None:
-        on_cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
-        total = 60.0 * DEFAULT_CPU_BUDGET_MIN if on_cpu else None
+        total = 60.0 * DEFAULT_CPU_BUDGET_MIN if _device_type(config) == "cpu" else None
     if not total:
         return {"total_s": None, "per_fold_s": None, "text": "none: every fold trains the plan's epochs"}
     per_fold = total / folds_trained
@@ -251,6 +248,15 @@ def _budget_division(config: TrainConfig, folds_trained: int) -> dict[str, Any]:
         f"{per_fold / 60:.3g} min each"
     )
     return {"total_s": total, "per_fold_s": per_fold, "folds_trained": folds_trained, "text": text}
+
+
+def _device_type(config: TrainConfig) -> str:
+    """``"cuda"`` or ``"cpu"``: where the folds will train (``--device auto`` → CUDA when available)."""
+    import torch
+
+    if config.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if str(config.device).startswith("cuda") else "cpu"
 
 
 def _strata_counts(folds: dict, ids: list[str]) -> str:
