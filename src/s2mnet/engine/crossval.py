@@ -153,6 +153,7 @@ def resume_cv(run_dir: str | Path, command: list[str] | None = None, **changes: 
         raise RunError(f"{run_dir / CV_MANIFEST}: no train_config stored; this run cannot be resumed")
     known = {item.name for item in dataclasses.fields(TrainConfig)}
     values = {key: value for key, value in stored.items() if key in known}
+    values["data"] = manifest.get("data") or values.get("data")  # absolute: resumable from any folder
     config = TrainConfig(**{**values, "out": run_dir, "overwrite": False, "command": command, **changes})
     from s2mnet.data.discover import discover
 
