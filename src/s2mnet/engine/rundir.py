@@ -15,7 +15,8 @@ A run folder (``s2m train --out RUN``) holds:
 A cross-validation run (``s2m train --folds K --out RUN``) holds instead ``cv.json`` (the manifest: the
 number of folds, their folders, the held-out test ids, the strata, the budget's division), ``splits.json``
 in nnU-Net's ``splits_final.json`` shape (a list of ``{"train": [...], "val": [...]}``) and one complete
-run folder per fold, ``fold_0/`` … ``fold_{K-1}/`` (:func:`is_cv_run`, :func:`cv_fold_dirs`).
+run folder per fold, ``fold_0/`` … ``fold_{K-1}/`` (:func:`is_cv_run`, :func:`cv_fold_dirs`);
+``s2m evaluate`` adds ``eval_cv/`` (:data:`EVAL_CV_DIR`, the out-of-fold evaluation).
 
 Everything read from a run folder is validated before anything is built from it
 (:func:`validate_run_config`, :func:`validate_stored_plan`): a hand-edited or hostile ``run.json`` with
