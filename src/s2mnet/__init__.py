@@ -26,7 +26,11 @@ __all__ = [*_LAZY, "__version__", "load"]
 
 
 def load(run_dir: str, which: str = "best", device: str = "cpu") -> Any:
-    """Load a trained run's model (``s2m train --out RUN``) in eval mode, ready for inference."""
+    """Load a trained run's model (``s2m train --out RUN``) in eval mode, ready for inference.
+
+    A cross-validation run (``s2m train --folds K``) gives the ensemble of its folds, one module that
+    averages their probabilities (:class:`s2mnet.engine.ensemble.FoldEnsemble`).
+    """
     from s2mnet.engine.checkpoint import load_model
 
     return load_model(run_dir, which=which, device=device)[0]

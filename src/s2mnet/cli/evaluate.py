@@ -9,7 +9,7 @@ from pathlib import Path
 
 from s2mnet.cli.common import format_metrics
 from s2mnet.engine.outputs import check_output_dir, check_output_file
-from s2mnet.engine.rundir import eval_dir, require_run, run_inputs
+from s2mnet.engine.rundir import RUN_CONFIG, eval_dir, is_cv_run, require_run, run_inputs
 from s2mnet.errors import S2MError
 
 
@@ -74,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         check_output_file(args.json, args.overwrite, "metrics", protected=protected)
     from s2mnet.engine.device import resolve_device
+
+    if args.data is None and is_cv_run(args.run) and not (args.run / RUN_CONFIG).is_file():
+        from s2mnet.cli.crossval import evaluate_cv_command
+
+        return evaluate_cv_command(args, resolve_device(args.device))
     from s2mnet.inference.evaluate import evaluate_run
 
     metrics = evaluate_run(

@@ -9,6 +9,7 @@ import argparse
 import re
 from pathlib import Path
 
+from s2mnet.cli.folds import add_folds_flag, parse_folds
 from s2mnet.errors import S2MError
 
 _SUFFIX_FORMATS = {".onnx": "onnx", ".pt2": "torch-export"}
@@ -49,6 +50,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="input sizes compared with PyTorch; the first is also the tracing example (default 64x64,96x80)",
     )
     export.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    add_folds_flag(export)
     export.set_defaults(handler=run)
 
 
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from s2mnet.engine.rundir import require_run, run_inputs
 
     require_run(args.run)
+    folds = parse_folds(args.folds, args.run)
     sizes = parse_sizes(args.check_sizes)
     fmt = args.fmt or _SUFFIX_FORMATS.get(args.output.suffix.lower())
     if fmt is None:
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
     from s2mnet.deploy.export import ATOL, export_run
 
-    diffs = export_run(args.run, args.output, which=args.which, fmt=fmt, check_sizes=sizes)
+    diffs = export_run(args.run, args.output, which=args.which, fmt=fmt, check_sizes=sizes, folds=folds)
     runtime = "onnxruntime" if fmt == "onnx" else "torch.export.load"
     for size, diff in diffs.items():
         print(f"  {size:>9}: max |{runtime} - PyTorch| = {diff:.2e} (limit {ATOL:g})")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from s2mnet.cli.folds import add_folds_flag, parse_folds
 from s2mnet.engine.outputs import check_separate
 from s2mnet.engine.rundir import require_run
 from s2mnet.errors import S2MError
@@ -53,12 +54,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     predict.add_argument("--overwrite", action="store_true", help="replace masks of an earlier s2m predict")
     predict.add_argument("--colours", action="store_true", help="RGB masks in palette.json colours")
+    add_folds_flag(predict)
     predict.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.run is not None:
         require_run(args.run)
+    folds = parse_folds(args.folds, args.run)
     inputs = [*([args.input] if args.input is not None else []), *args.inputs]
     if not inputs:
         raise S2MError("s2m predict: give the images to segment (INPUT... or --input)")
@@ -106,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         warn=_warn,
         probabilities=args.probabilities,
         overlays=args.overlays,
+        folds=folds,
     )
     _report(written, args)
     return 0

@@ -8,7 +8,7 @@ from typing import Any
 
 from s2mnet.cli.common import Range, add_common_run_flags, check_ranges, key_values
 from s2mnet.engine.outputs import check_output_dir, check_separate
-from s2mnet.engine.rundir import RUN_CONFIG, require_run
+from s2mnet.engine.rundir import RUN_CONFIG, is_cv_run, require_run
 from s2mnet.engine.tracking import check_tracker
 from s2mnet.errors import S2MError
 
@@ -89,6 +89,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     train.add_argument(
         "--splits", type=Path, help="split file {train, val, test} (default: published split or 70/15/15)"
+    )
+    train.add_argument(
+        "--folds",
+        type=int,
+        metavar="K",
+        help="K-fold cross-validation (K >= 2): stratified, grouped folds in RUN/splits.json, one complete "
+        "run per fold in RUN/fold_k/; --budget is divided over the folds (docs/tool.md)",
+    )
+    train.add_argument(
+        "--fold", type=int, metavar="k", help="with --folds K: train only fold k (folds in parallel)"
     )
     plan = train.add_argument_group("plan overrides (default: chosen from the dataset fingerprint)")
     plan.add_argument(
@@ -215,6 +225,12 @@ def run(args: argparse.Namespace) -> int:
     from s2mnet.engine.train import train
 
     if args.resume is not None:
+        if is_cv_run(args.resume) and not (args.resume / RUN_CONFIG).is_file():
+            from s2mnet.engine.crossval import resume_cv
+
+            changes = _resume_config(args, lambda run, command, **changes: changes)
+            resume_cv(args.resume, command=args.command_line, **changes)
+            return 0
         train(_resume_config(args, resume_config))
         return 0
     config = TrainConfig(
@@ -250,6 +266,11 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile,
         sync_bn=args.sync_bn,
     )
+    if args.folds is not None:
+        from s2mnet.engine.crossval import train_cv
+
+        train_cv(config, args.folds, args.fold)
+        return 0
     train(config)
     return 0
 
@@ -297,4 +318,23 @@ def _check_before_heavy_imports(args: argparse.Namespace) -> None:
     if args.overlap is not None and args.overlap >= 1.0:
         raise S2MError(f"--overlap {args.overlap}: must be in [0, 1)")
     check_separate(args.out, args.data)
-    check_output_dir(args.out, overwrite=args.overwrite, marker=RUN_CONFIG)
+    if args.folds is None:
+        if args.fold is not None:
+            raise S2MError(f"--fold {args.fold}: needs --folds K (the number of folds of the run)")
+        check_output_dir(args.out, overwrite=args.overwrite, marker=RUN_CONFIG)
+        return
+    _check_cv_flags(args)
+
+
+def _check_cv_flags(args: argparse.Namespace) -> None:
+    """``--folds K [--fold k]``: K >= 2, k in 0..K-1, no --splits, a usable output folder."""
+    from s2mnet.engine.crossval import check_cv_output
+    from s2mnet.engine.rundir import MAX_FOLDS
+
+    if not 2 <= args.folds <= MAX_FOLDS:
+        raise S2MError(f"--folds {args.folds}: cross-validation needs 2 to {MAX_FOLDS} folds")
+    if args.fold is not None and not 0 <= args.fold < args.folds:
+        raise S2MError(f"--fold {args.fold}: the folds of --folds {args.folds} are 0..{args.folds - 1}")
+    if args.splits is not None:
+        raise S2MError("--folds and --splits cannot be combined: the folds are the split")
+    check_cv_output(args.out, args.folds, args.fold, args.overwrite)

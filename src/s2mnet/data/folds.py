@@ -177,3 +177,80 @@ def fold_run_splits(folds: dict, fold: int, index: DatasetIndex, seed: int = 0) 
         f"({INNER_VAL_FRACTION:.0%}, seed {seed})",
         "seed": seed,
     }
+
+
+def mask_strata(
+    index: DatasetIndex, k: int, plan: dict, exclude: frozenset[str] = frozenset()
+) -> dict[str, str]:
+    """``{case id: stratum}`` from the masks, for data whose file names carry no class (module docstring).
+
+    Multi-class and multi-label data: the set of classes (regions) present, as ``"1+3"`` (``"none"`` for
+    an empty mask). Binary data: ``"empty"``, ``"small"`` or ``"large"`` foreground, split at the median
+    of the non-zero foreground fractions. The cases of one group share the stratum of their union. An
+    ordered list of strata (empty < small < large; class sets by size, then name) is then made coarser:
+    a stratum with fewer than ``k`` units is merged into its neighbour (the next one, the previous for
+    the last; named ``small|large``), so that :func:`make_folds` can spread every stratum over every fold.
+
+    Args:
+        index: the data set.
+        k: the number of folds.
+        plan: the run's plan (its label mode and class count decide how masks are read).
+        exclude: case ids left out (a held-out test split).
+    """
+    from s2mnet.data.labels import read_target
+
+    units: dict[str, list] = {}
+    for case in index.cases:
+        if case.case_id not in exclude:
+            units.setdefault(getattr(case, "group", None) or case.case_id, []).append(case)
+    binary = int(plan.get("num_classes", 1)) == 1 and plan.get("label_mode") != "multilabel"
+    facts: dict[str, object] = {}
+    for unit, cases in units.items():
+        foreground, pixels, present = 0, 0, set()
+        for case in cases:
+            target = np.asarray(read_target(case, plan))
+            if target.ndim == 3:  # multi-label regions (C, H, W)
+                present.update(int(c) + 1 for c in np.flatnonzero(target.reshape(len(target), -1).any(1)))
+            else:
+                present.update(int(v) for v in np.unique(target) if v > 0)
+            foreground += int(np.count_nonzero(target.reshape(-1, *target.shape[-2:]).any(0)))
+            pixels += int(np.prod(target.shape[-2:]))
+        facts[unit] = foreground / max(pixels, 1) if binary else tuple(sorted(present))
+    if binary:
+        positive = [f for f in facts.values() if f > 0]
+        median = float(np.median(positive)) if positive else 0.0
+        names = {u: "empty" if f == 0 else "small" if f <= median else "large" for u, f in facts.items()}
+        order = ["empty", "small", "large"]
+    else:
+        names = {u: "+".join(map(str, f)) or "none" for u, f in facts.items()}
+        order = sorted(set(names.values()), key=lambda n: (n != "none", n.count("+"), n))
+    bins = [[name, [u for u in names if names[u] == name]] for name in order]
+    bins = [b for b in bins if b[1]]
+    while len(bins) > 1 and min(len(b[1]) for b in bins) < k:
+        small = min(range(len(bins)), key=lambda i: (len(bins[i][1]), i))
+        into = small + 1 if small + 1 < len(bins) else small - 1
+        low, high = sorted((small, into))
+        bins[low] = [f"{bins[low][0]}|{bins[high][0]}", bins[low][1] + bins[high][1]]
+        del bins[high]
+    return {case.case_id: name for name, members in bins for unit in members for case in units[unit]}
+
+
+def folds_from_list(data: object, source: str) -> list[dict[str, list[str]]]:
+    """Check nnU-Net's ``splits_final.json`` shape (a list of ``{"train": [...], "val": [...]}``).
+
+    Raises:
+        DataError: another structure, naming ``source``.
+    """
+    ok = isinstance(data, list) and len(data) >= 1
+    for fold in data if ok else []:
+        ok = (
+            ok
+            and isinstance(fold, dict)
+            and all(
+                isinstance(fold.get(part), list) and all(isinstance(x, str) for x in fold[part])
+                for part in ("train", "val")
+            )
+        )
+    if not ok:
+        raise DataError(f'{source}: expected a list of {{"train": [...], "val": [...]}} folds')
+    return [{"train": list(fold["train"]), "val": list(fold["val"])} for fold in data]  # type: ignore[union-attr]

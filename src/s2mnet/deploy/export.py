@@ -178,8 +178,13 @@ def export_run(
     fmt: str = "onnx",
     check_sizes: Sequence[tuple[int, int]] = DEFAULT_CHECK_SIZES,
     atol: float = ATOL,
+    folds: Sequence[int] | None = None,
 ) -> dict[str, float]:
     """Export a run's checkpoint (``s2m export``), verified at ``check_sizes``.
+
+    A cross-validation run exports the ensemble of its folds as one model
+    (:class:`s2mnet.engine.ensemble.FoldEnsemble`: averaged probabilities returned as logits), with the
+    metadata of a single run, so that ``s2m predict --model`` runs it unchanged (docs/deploy.md).
 
     Args:
         run_dir: a folder written by ``s2m train``.
@@ -188,6 +193,7 @@ def export_run(
         fmt: one of :data:`FORMATS`.
         check_sizes: (H, W) sizes compared with PyTorch; the first one is the tracing example.
         atol: maximum allowed absolute difference of the logits.
+        folds: the folds of a cross-validation run to ensemble (``None`` → all).
 
     Returns:
         ``{"HxW": max_abs_diff}`` for each checked size.
@@ -199,7 +205,7 @@ def export_run(
         raise ExportError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     if not check_sizes:
         raise ExportError("at least one check size is needed")
-    model, config = load_model(run_dir, which=which, device="cpu")
+    model, config = load_model(run_dir, which=which, device="cpu", **({"folds": folds} if folds else {}))
     example_size = tuple(check_sizes[0])
     if fmt == "onnx":
         metadata = deployment_metadata(config, run_plan(Path(run_dir), config))

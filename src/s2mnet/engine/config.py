@@ -29,6 +29,8 @@ class TrainConfig:
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         splits: a split file (``{"train": [...], "val": [...], "test": [...]}``, names by case id, image
             file name or stem); ``None`` → the published split or a seeded 70/15/15 split.
+        split: an in-memory split ``{"train", "val", "test", "source", "seed"}`` of case ids, used
+            instead of ``splits`` (a cross-validation fold's, :func:`s2mnet.data.folds.fold_run_splits`).
         plan_overrides: data-plan choices (``size``, ``patch_size``, ``mode``, ``preprocess``, ``epochs``,
             ``batch_size``, ``samples_per_epoch``, ``num_classes``, ``use_fov``...).
         lr, weight_decay, warmup_epochs, min_lr, clip_grad, patience, min_epochs, val_every, precise_bn:
@@ -69,6 +71,7 @@ class TrainConfig:
     device: str = "auto"
     plan_overrides: dict[str, Any] = field(default_factory=dict)
     splits: str | Path | None = None
+    split: dict[str, Any] | None = None
     lr: float | None = None
     weight_decay: float | None = None
     warmup_epochs: int | None = None

@@ -15,7 +15,8 @@ A run folder (``s2m train --out RUN``) holds:
 A cross-validation run (``s2m train --folds K --out RUN``) holds instead ``cv.json`` (the manifest: the
 number of folds, their folders, the held-out test ids, the strata, the budget's division), ``splits.json``
 in nnU-Net's ``splits_final.json`` shape (a list of ``{"train": [...], "val": [...]}``) and one complete
-run folder per fold, ``fold_0/`` … ``fold_{K-1}/`` (:func:`is_cv_run`, :func:`cv_fold_dirs`).
+run folder per fold, ``fold_0/`` … ``fold_{K-1}/`` (:func:`is_cv_run`, :func:`cv_fold_dirs`);
+``s2m evaluate`` adds ``eval_cv/`` (:data:`EVAL_CV_DIR`, the out-of-fold evaluation).
 
 Everything read from a run folder is validated before anything is built from it
 (:func:`validate_run_config`, :func:`validate_stored_plan`): a hand-edited or hostile ``run.json`` with
@@ -66,6 +67,8 @@ RUN_FILES = (
 )
 #: What ``s2m evaluate`` adds to a run (stale after retraining, so also removed by ``--overwrite``).
 EVAL_DIRS = tuple(f"eval_{split}{tta}" for split in ("train", "val", "test", "all") for tta in ("", "_tta"))
+#: What ``s2m evaluate --run CVRUN`` writes into a cross-validation run (out-of-fold and test metrics).
+EVAL_CV_DIR = "eval_cv"
 
 #: Accepted ranges of the values a run folder declares (inclusive).
 IN_CHANNELS_RANGE = (1, 64)
@@ -92,7 +95,7 @@ def require_run(run: str | Path) -> None:
     run = Path(run)
     if not run.is_dir():
         raise S2MError(f"{run}: run folder not found")
-    if not (run / RUN_CONFIG).is_file():
+    if not (run / RUN_CONFIG).is_file() and not is_cv_run(run):
         raise S2MError(f"{run / RUN_CONFIG}: missing; {run} is not an s2m run folder (see s2m train --out)")
 
 
@@ -152,11 +155,22 @@ def write_run_config(run_dir: str | Path, config: dict[str, Any]) -> None:
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """Read ``run.json``; a missing folder or file is a :class:`RunError` naming it."""
+    """Read ``run.json``; a missing folder or file is a :class:`RunError` naming it.
+
+    A cross-validation run has no ``run.json`` of its own: its configuration is its first trained
+    fold's (every fold shares the plan, classes and model; :func:`s2mnet.engine.checkpoint.load_ensemble`
+    checks it), with ``"cv_run"`` set to the run folder.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: run folder not found")
     path = run_dir / RUN_CONFIG
+    if not path.is_file() and is_cv_run(run_dir):
+        count = read_cv_manifest(run_dir)["folds"]
+        trained = [f for f in range(count) if (fold_dir(run_dir, f) / RUN_CONFIG).is_file()]
+        if not trained:
+            raise RunError(f"{run_dir}: no fold trained yet; s2m train --resume {run_dir}")
+        return {**read_run_config(fold_dir(run_dir, trained[0])), "cv_run": str(run_dir)}
     if not path.is_file():
         raise RunError(f"{path}: missing; {run_dir} is not a finished s2m run folder")
     return validate_run_config(read_run_json(path), run_dir)

@@ -298,7 +298,9 @@ def _new_plan(config: TrainConfig, index: Any, device: torch.device) -> tuple[di
     for line in facts.get("warnings", []):
         print(f"warning: {line}", file=sys.stderr)
     plan = make_plan(facts, device=device.type, overrides=overrides)
-    splits = load_splits(config.splits, index) if config.splits else make_splits(index, seed=config.seed)
+    splits = config.split or (
+        load_splits(config.splits, index) if config.splits else make_splits(index, config.seed)
+    )
     return plan, splits
 
 

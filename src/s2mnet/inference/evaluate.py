@@ -45,7 +45,7 @@ from s2mnet.engine.checkpoint import load_model
 from s2mnet.engine.metrics import EMPTY_POLICY, VolumeDice, case_metrics, summarize
 from s2mnet.engine.outputs import staged_dir
 from s2mnet.engine.predictor import THRESHOLD, predict_mask
-from s2mnet.engine.rundir import RUN_CONFIG, run_data_path, run_plan
+from s2mnet.engine.rundir import RUN_CONFIG, is_cv_run, read_cv_manifest, run_data_path, run_plan
 from s2mnet.errors import DataError, RunError, S2MError
 from s2mnet.inference.report import save_overlay, write_report
 from s2mnet.io_utils import atomic_write_json, atomic_write_text
@@ -229,7 +229,12 @@ def _split_cases(index, split: str, run_dir: Path) -> list:
     """The cases of ``split`` in the run's ``splits.json`` (``load_splits`` checks every id exists)."""
     from s2mnet.data.splits import load_splits
 
-    wanted = load_splits(run_dir / "splits.json", index)[split]
+    if is_cv_run(run_dir) and not (run_dir / RUN_CONFIG).is_file():  # a fold ensemble: the held-out test
+        if split != "test":
+            raise S2MError(f"{run_dir}: a cross-validation run's ensemble is evaluated on 'test' or 'all'")
+        wanted = read_cv_manifest(run_dir)["test"]
+    else:
+        wanted = load_splits(run_dir / "splits.json", index)[split]
     if not wanted:
         raise S2MError(f"{run_dir / 'splits.json'}: split {split!r} is empty; try another --split or 'all'")
     by_id = {case.case_id: case for case in index.cases}

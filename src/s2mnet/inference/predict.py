@@ -58,6 +58,7 @@ def predict_paths(
     warn: Callable[[str], None] | None = None,
     probabilities: bool = False,
     overlays: bool = False,
+    folds: Sequence[int] | None = None,
 ) -> list[Path]:
     """Segment one image or every image of a folder and save the masks as PNG.
 
@@ -76,6 +77,7 @@ def predict_paths(
             :func:`s2mnet.data.checks.prediction_warnings`); ``None`` → not reported.
         probabilities: also write ``OUTPUT/probabilities/<stem>.npy`` (see the module docstring).
         overlays: also write ``OUTPUT/overlays/<stem>.png`` (the prediction's contour on the image).
+        folds: the folds of a cross-validation run to ensemble (``None`` → all; docs/tool.md).
 
     Returns:
         The written mask paths, in input order (sorted by file name for a folder).
@@ -92,7 +94,9 @@ def predict_paths(
     if volumes:
         if overlays:
             raise S2MError("--overlays is not supported for NIfTI volumes yet (images only)")
-        return predict_volumes(run_dir, volumes, output_dir, tta, overwrite, device, which, probabilities)
+        return predict_volumes(
+            run_dir, volumes, output_dir, tta, overwrite, device, which, probabilities, folds=folds
+        )
     inputs = input_images(input_path)
     run_dir = Path(run_dir)
     plan = run_plan(run_dir, read_run_config(run_dir))
@@ -108,7 +112,7 @@ def predict_paths(
     extras = PredictionExtras(inputs, output_dir, overwrite, probabilities, overlays)
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, config = load_model(run_dir, which=which, device=device)
+    model, config = load_model(run_dir, which=which, device=device, **({"folds": folds} if folds else {}))
     binary = int(plan.get("num_classes", config.get("num_classes", 1))) == 1
 
     pairs = list(enumerate(zip(inputs, outputs, strict=True)))

@@ -53,6 +53,7 @@ def predict_volumes(
     device=None,
     which: str = "best",
     probabilities: bool = False,
+    folds: list[int] | None = None,
 ) -> list[Path]:
     """``s2m predict`` on NIfTI inputs: ``OUTPUT/<case>.nii.gz`` label volumes with the source affine.
 
@@ -75,7 +76,7 @@ def predict_volumes(
     from s2mnet.errors import S2MError
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, config = load_model(run_dir, which=which, device=device)
+    model, config = load_model(run_dir, which=which, device=device, **({"folds": folds} if folds else {}))
     plan = run_plan(Path(run_dir), config)
     from s2mnet.data.formats.nnunet import group_channel_files
 

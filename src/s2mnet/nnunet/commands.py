@@ -64,7 +64,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     convert.add_argument(
         "--seed", type=int, default=42, help="split seed, as `s2m train --seed` (default 42)"
     )
-    convert.add_argument("--splits", help="an s2m split file (a run's splits.json) instead of the seed")
+    convert.add_argument(
+        "--splits",
+        help="an s2m split file (a run's splits.json) instead of the seed; a cross-validation run "
+        "(s2m train --folds K) or its splits.json gives nnU-Net its K folds",
+    )
     convert.add_argument(
         "--class-names", type=_names, metavar="A,B", help="foreground class names (default: foreground)"
     )
@@ -173,8 +177,9 @@ def _convert(args: argparse.Namespace) -> int:
     )
     labels = ", ".join(f"{k}={v}" for k, v in result["labels"].items())
     print(
-        f"wrote {result['folder']}: train {result['train']}, val {result['val']} (nnU-Net fold 0), "
-        f"test {result['test']} (imagesTs); channels {', '.join(result['channels'].values())}; "
+        f"wrote {result['folder']}: train {result['train']}, val {result['val']} "
+        + ("(nnU-Net fold 0), " if result.get("folds", 1) == 1 else f"({result['folds']} folds), ")
+        + f"test {result['test']} (imagesTs); channels {', '.join(result['channels'].values())}; "
         f"labels {labels}\nsplit: {result['split_source']}\n"
         f"next: nnUNetv2_plan_and_preprocess -d {args.dataset_id} -c 2d --verify_dataset_integrity\n"
         f"      s2m nnunet add-config --dataset {args.dataset_id}"

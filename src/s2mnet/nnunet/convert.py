@@ -14,7 +14,9 @@ file (``--splits``), and written as ``$nnUNet_raw/DatasetXXX_Name/``:
 * Labels: ``uint8`` class indices (binary masks decoded by ``s2m``'s rules → 0/1; multi-class maps →
   0..K-1), named in ``dataset.json`` (``--class-names`` or the dataset's own names).
 * ``splits_final.json``: one fold, ``s2m``'s ``train`` and ``val``; ``nnUNetv2_plan_and_preprocess``
-  copies it next to the plans, so nnU-Net's fold 0 is ``s2m``'s split.
+  copies it next to the plans, so nnU-Net's fold 0 is ``s2m``'s split. With the folds of ``s2m train
+  --folds K`` (``--splits RUN`` or ``RUN/splits.json``, :func:`cv_splits`) it holds those K folds, and
+  the run's held-out test split goes to ``imagesTs/``.
 * ``s2m_cases.json``: for each nnU-Net case id, the ``s2m`` case id, split and source files (image,
   masks, field of view — nnU-Net has no field-of-view notion; evaluations that need it can use this).
 
@@ -195,8 +197,42 @@ def _splits(index: DatasetIndex, seed: int, splits_file: str | os.PathLike | Non
     from s2mnet.data.splits import load_splits, make_splits
 
     if splits_file is not None:
-        return load_splits(splits_file, index, seed)
+        folds = cv_splits(splits_file, index)
+        return folds if folds is not None else load_splits(splits_file, index, seed)
     return make_splits(index, seed=seed)
+
+
+def cv_splits(path: str | os.PathLike, index: DatasetIndex) -> dict | None:
+    """The folds of ``s2m train --folds K`` (its run folder, or a list-shaped ``splits.json``), or ``None``
+    for a ``{"train", "val", "test"}`` split file.
+
+    Returns:
+        ``{"train": every case of the folds, "val": [], "test": the held-out test ids (from the run's
+        ``cv.json``), "folds": [{"train", "val"}, ...], "source", "seed"}``.
+
+    Raises:
+        DataError: a malformed list, or ids that are not cases of ``index``.
+    """
+    from s2mnet.data.folds import folds_from_list
+    from s2mnet.engine.rundir import CV_MANIFEST, SPLITS_JSON, is_cv_run, read_cv_manifest
+
+    path = Path(path)
+    run = path if path.is_dir() else path.parent
+    file = path / SPLITS_JSON if path.is_dir() else path
+    data = read_json(file)
+    if not isinstance(data, list):
+        return None
+    folds = folds_from_list(data, str(file))
+    manifest = read_cv_manifest(run) if is_cv_run(run) and (run / SPLITS_JSON) == file else {}
+    known = {case.case_id for case in index.cases}
+    test = [i for i in manifest.get("test", []) if i in known]
+    pool = sorted({i for fold in folds for i in fold["train"] + fold["val"]})
+    unknown = [i for i in pool if i not in known]
+    if unknown:
+        raise DataError(f"{file}: {len(unknown)} case(s) not in the dataset, e.g. {unknown[0]!r}")
+    source = manifest.get("source") or f"{len(folds)} folds from {file}"
+    origin = f" ({run / CV_MANIFEST})" if manifest else ""
+    return {"train": pool, "val": [], "test": test, "folds": folds, "source": source + origin, "seed": None}
 
 
 def convert_dataset(
@@ -278,7 +314,13 @@ def convert_dataset(
         dataset_json["description"] = f"converted by `s2m nnunet convert` from {source.resolve()}"
         dataset_json["s2m_split"]["seed"] = splits.get("seed", seed)
         write_json(staging / "dataset.json", dataset_json)
-        write_json(staging / "splits_final.json", [{"train": counts["train"], "val": counts["val"]}])
+        if "folds" in splits:  # s2m train --folds K: nnU-Net's folds are s2m's
+            folds = [
+                {part: [ids[c] for c in fold[part]] for part in ("train", "val")} for fold in splits["folds"]
+            ]
+        else:
+            folds = [{"train": counts["train"], "val": counts["val"]}]
+        write_json(staging / "splits_final.json", folds)
         write_json(staging / MARKER_FILE, records)
         _publish(staging, folder)
     finally:
@@ -292,6 +334,7 @@ def convert_dataset(
         "channels": dataset_json["channel_names"],
         "labels": dataset_json["labels"],
         "split_source": dataset_json["s2m_split"]["source"],
+        "folds": len(folds),
     }
 
 
