@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from s2mnet.engine.config import RESUME_CHANGEABLE, TrainConfig
+from s2mnet.engine.console import jsonable, printer
 from s2mnet.engine.outputs import check_output_dir, prepare_output_dir
 from s2mnet.engine.rundir import (
     CV_MANIFEST,
@@ -88,7 +89,7 @@ def train_cv(config: TrainConfig, k: int, fold: int | None = None) -> dict[str, 
     run_dir = Path(config.out)
     chosen = [fold] if fold is not None else list(range(k))
     budget = _budget_division(config, len(chosen))
-    say = _printer(config.quiet)
+    say = printer(config.quiet or not _is_main())
     say(f"cross-validation: {folds['source']}")
     for number, part in enumerate(folds["folds"]):
         say(f"  fold {number}: {len(part['val'])} held-out cases" + _strata_counts(folds, part["val"]))
@@ -110,7 +111,7 @@ def train_cv(config: TrainConfig, k: int, fold: int | None = None) -> dict[str, 
             key: plan.get(key) for key in ("mode", "size", "patch_size", "preprocess", "num_classes")
         },
         "command": config.command or sys.argv,
-        "train_config": _jsonable(dataclasses.asdict(config)),
+        "train_config": jsonable(dataclasses.asdict(config)),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if _is_main():
@@ -162,7 +163,7 @@ def resume_cv(run_dir: str | Path, command: list[str] | None = None, **changes: 
     pending = [f for f in range(manifest["folds"]) if not _finished(fold_dir(run_dir, f))]
     if not pending:
         raise RunError(f"{run_dir}: every fold already finished; nothing to resume")
-    _printer(config.quiet)(
+    printer(config.quiet or not _is_main())(
         f"resuming cross-validation {run_dir}: folds {', '.join(map(str, pending))} to finish"
     )
     per_fold = (manifest.get("budget") or {}).get("per_fold_s")
@@ -180,7 +181,7 @@ def _train_folds(
 
     start = time.perf_counter()
     run_dir = Path(config.out)
-    say = _printer(config.quiet)
+    say = printer(config.quiet or not _is_main())
     summaries: dict[int, Any] = {}
     for number in chosen:
         left = None if config.time_limit_s is None else config.time_limit_s - (time.perf_counter() - start)
@@ -284,19 +285,6 @@ def _finished(path: Path) -> bool:
     return stored.get("status") == "finished" and not stored.get("stopped_by_time")
 
 
-def _printer(quiet: bool):
-    """``print`` on rank 0 unless ``quiet``; otherwise a function that prints nothing."""
-    return print if _is_main() and not quiet else lambda line: None
-
-
 def _is_main() -> bool:
     """Rank 0 under ``torchrun`` (``RANK`` unset in a single process)."""
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return str(value) if isinstance(value, Path) else value

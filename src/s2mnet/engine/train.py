@@ -17,7 +17,6 @@ the epoch loop (:mod:`s2mnet.engine.fit`) over a :class:`~s2mnet.engine.trainer.
 from __future__ import annotations
 
 import os
-import platform
 import random
 import sys
 import time
@@ -33,6 +32,7 @@ from torch.utils.data import DataLoader
 
 from s2mnet.engine import distributed
 from s2mnet.engine.config import TrainConfig
+from s2mnet.engine.console import jsonable, printer, versions
 from s2mnet.engine.device import resolve_device, seed_everything
 from s2mnet.engine.distributed import DistContext
 from s2mnet.engine.fit import fit
@@ -82,7 +82,7 @@ def _train(config: TrainConfig, context: DistContext, device_name: str) -> dict[
     from s2mnet.losses import create_loss
     from s2mnet.models import create_model
 
-    say = _printer(config.quiet or not context.is_main)
+    say = printer(config.quiet or not context.is_main)
     start = time.perf_counter()
     device = resolve_device(device_name)
     seed_everything(config.seed)
@@ -261,10 +261,10 @@ def _new_run_config(
         "data": str(Path(config.data).resolve()),
         "splits": SPLITS_JSON,
         "command": config.command or sys.argv,
-        "train_config": _jsonable(asdict(config)),
+        "train_config": jsonable(asdict(config)),
         "device": str(device),
         "distributed": batch_info,
-        "versions": _versions(),
+        "versions": versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
@@ -469,35 +469,3 @@ def _default_class_names(num_classes: int) -> list[str]:
     return (
         ["background", "foreground"] if num_classes == 1 else ["background", *map(str, range(1, num_classes))]
     )
-
-
-def _versions() -> dict[str, str]:
-    import monai
-
-    from s2mnet import __version__
-
-    return {
-        "s2mnet": __version__,
-        "torch": torch.__version__,
-        "monai": monai.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def _printer(quiet: bool) -> Callable[[str], None]:
-    if quiet:
-        return lambda message: None
-    from tqdm.auto import tqdm
-
-    return lambda message: tqdm.write(message)
