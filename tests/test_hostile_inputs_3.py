@@ -267,7 +267,7 @@ def test_sigterm_during_predict_exits_143_and_leaves_no_lock_or_staging_folder(
         os.kill(os.getpid(), signal.SIGTERM)  # what `timeout` or a scheduler sends
         raise AssertionError("SIGTERM did not stop the command")
 
-    monkeypatch.setattr(predict_module, "predict_mask", killed)
+    monkeypatch.setattr(predict_module, "predict_image_probs", killed)
     out = tmp_path / "out"
     out.mkdir()
     argv = ["predict", "--run", run_folder(tmp_path / "run"), "--output", out, _input(tmp_path)]

@@ -8,6 +8,7 @@ from typing import Any
 
 from s2mnet.cli.common import format_metrics
 from s2mnet.errors import S2MError
+from s2mnet.inference.strata import split_lines
 
 
 def evaluate_cv_command(args: argparse.Namespace, device: Any) -> int:
@@ -42,6 +43,8 @@ def evaluate_cv_command(args: argparse.Namespace, device: Any) -> int:
             f"{test['n_cases']} images"
         )
     report = args.run / f"{EVAL_CV_DIR}{'_tta' if args.tta else ''}"
+    for line in split_lines(metrics.get("empty_truth_split")):
+        print(line)
     print(f"per-case metrics (with their fold), per-fold reports and report.md in {report}")
     if args.json is not None:
         print(f"metrics written to {args.json}")

@@ -11,6 +11,7 @@ from s2mnet.cli.common import format_metrics
 from s2mnet.engine.outputs import check_output_dir, check_output_file
 from s2mnet.engine.rundir import RUN_CONFIG, eval_dir, is_cv_run, require_run, run_inputs
 from s2mnet.errors import S2MError
+from s2mnet.inference.strata import split_lines
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -136,6 +137,8 @@ def _print(metrics: dict, report: Path, json_path: Path | None) -> None:
             f"trivial baselines: Dice {trivial['dice_all_foreground']:.4f} predicting all foreground, "
             f"{trivial['dice_all_empty']:.4f} predicting all empty (model {metrics['dice']:.4f})"
         )
+    for line in split_lines(metrics.get("empty_truth_split")):
+        print(line)
     for line in metrics.get("warnings", []):
         print(f"warning: {line}", file=sys.stderr)
     print(f"per-case metrics, overlays and report.md in {report}")

@@ -21,9 +21,11 @@ from typing import Any
 import torch
 
 from s2mnet.engine.metrics import summarize
+from s2mnet.engine.outputs import staged_dir
 from s2mnet.engine.rundir import EVAL_CV_DIR, cv_fold_dirs, read_cv_manifest
 from s2mnet.inference.evaluate import _CASE_FIELDS, _cases_csv, evaluate_run
 from s2mnet.inference.report import write_report
+from s2mnet.inference.strata import empty_truth_split
 from s2mnet.io_utils import atomic_write_json, atomic_write_text
 
 #: Summary fields of a fold's evaluation that are not averaged over cases.
@@ -63,37 +65,40 @@ def evaluate_cv(
     per_fold: dict[str, dict] = {}
     trivial = {"dice_all_foreground": 0.0, "dice_all_empty": 0.0}
     counts = dict.fromkeys(_COUNTS, 0)
-    for fold, path in enumerate(dirs):
-        result = evaluate_run(path, split="test", out_dir=out / path.name, **options)
-        rows += [{"fold": fold, **row} for row in result["cases"]]
-        per_fold[str(fold)] = {"dice": result["dice"], "n_cases": result["n_cases"], "run": str(path)}
-        for key in trivial:  # means over every case: the folds' means weighted by their sizes
-            trivial[key] += result["trivial"][key] * result["n_cases"]
-        for key in _COUNTS:
-            counts[key] += result[key]
-    summary = summarize([{k: v for k, v in row.items() if k not in (*_CASE_FIELDS, "fold")} for row in rows])
-    overall = {k: v for k, v in summary.items() if k != "per_class"}
-    metrics: dict[str, Any] = {
-        **overall,
-        "per_class": summary.get("per_class", {"1": overall}),
-        "n_cases": len(rows),
-        **counts,
-        "split": "out-of-fold",
-        "folds": manifest["folds"],
-        "per_fold": per_fold,
-        "tta": tta,
-        "checkpoint": which,
-        "run": str(run_dir),
-        "fold_source": manifest.get("source", ""),
-        "trivial": {key: value / max(len(rows), 1) for key, value in trivial.items()},
-    }
-    if manifest.get("test"):
-        test = evaluate_run(run_dir, split="test", out_dir=out / "test", **options)
-        metrics["test"] = {k: v for k, v in test.items() if k != "cases"}
-    metrics["cases"] = rows
-    atomic_write_text(out / "cases.csv", _cases_csv(rows))
-    atomic_write_json(out / "metrics.json", metrics)
-    write_report(out / "report.md", metrics, title=f"Out-of-fold evaluation of {run_dir.name}")
+    with staged_dir(out) as stage:  # the folder appears (or replaces an earlier one) only when complete
+        for fold, path in enumerate(dirs):
+            result = evaluate_run(path, split="test", out_dir=stage / path.name, **options)
+            rows += [{"fold": fold, **row} for row in result["cases"]]
+            per_fold[str(fold)] = {"dice": result["dice"], "n_cases": result["n_cases"], "run": str(path)}
+            for key in trivial:  # means over every case: the folds' means weighted by their sizes
+                trivial[key] += result["trivial"][key] * result["n_cases"]
+            for key in _COUNTS:
+                counts[key] += result[key]
+        dropped = (*_CASE_FIELDS, "fold")
+        summary = summarize([{k: v for k, v in row.items() if k not in dropped} for row in rows])
+        overall = {k: v for k, v in summary.items() if k != "per_class"}
+        metrics: dict[str, Any] = {
+            **overall,
+            "per_class": summary.get("per_class", {"1": overall}),
+            "n_cases": len(rows),
+            **counts,
+            "split": "out-of-fold",
+            "folds": manifest["folds"],
+            "per_fold": per_fold,
+            "tta": tta,
+            "checkpoint": which,
+            "run": str(run_dir),
+            "fold_source": manifest.get("source", ""),
+            "trivial": {key: value / max(len(rows), 1) for key, value in trivial.items()},
+            "empty_truth_split": empty_truth_split(rows),
+        }
+        if manifest.get("test"):
+            test = evaluate_run(run_dir, split="test", out_dir=stage / "test", **options)
+            metrics["test"] = {k: v for k, v in test.items() if k != "cases"}
+        metrics["cases"] = rows
+        atomic_write_text(stage / "cases.csv", _cases_csv(rows))
+        atomic_write_json(stage / "metrics.json", metrics)
+        write_report(stage / "report.md", metrics, title=f"Out-of-fold evaluation of {run_dir.name}")
     if json_path is not None:
         atomic_write_json(json_path, metrics)
     return metrics

@@ -48,6 +48,7 @@ from s2mnet.engine.predictor import THRESHOLD, predict_mask
 from s2mnet.engine.rundir import RUN_CONFIG, is_cv_run, read_cv_manifest, run_data_path, run_plan
 from s2mnet.errors import DataError, RunError, S2MError
 from s2mnet.inference.report import save_overlay, write_report
+from s2mnet.inference.strata import empty_truth_split
 from s2mnet.io_utils import atomic_write_json, atomic_write_text
 
 SPLITS = ("test", "val", "train", "all")
@@ -192,6 +193,7 @@ def evaluate_run(
         "dice_all_foreground": float(np.mean([pair[0] for pair in trivial])),
         "dice_all_empty": float(np.mean([pair[1] for pair in trivial])),
     }
+    result["empty_truth_split"] = empty_truth_split(rows)
     result["warnings"] = prediction_warnings([f[0] for f in fractions], [f[1] for f in fractions])
     result["cases"] = rows
 

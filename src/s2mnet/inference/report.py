@@ -25,6 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
+from s2mnet.inference.strata import split_lines
 from s2mnet.io_utils import atomic_write_text, atomic_write_with
 
 _TRUTH = to_rgb("cyan")
@@ -213,6 +214,9 @@ def write_report(
             f"{trivial['dice_all_foreground']:.4f} predicting all foreground (the model: "
             f"{metrics.get('dice', float('nan')):.4f}).",
         ]
+    split = split_lines(metrics.get("empty_truth_split"))
+    if split:
+        lines += ["", *(f"- {line[0].upper()}{line[1:]}." for line in split)]
     if "empty_policy" in metrics:
         lines += ["", f"Empty masks: {metrics['empty_policy']}."]
     if overlays:

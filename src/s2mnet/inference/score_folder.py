@@ -50,6 +50,7 @@ from s2mnet.engine.outputs import check_output_dir, staged_dir
 from s2mnet.errors import DataError, S2MError
 from s2mnet.inference.evaluate import _CASE_FIELDS, _cases_csv, _extremes, _foreground_pixels, _safe_name
 from s2mnet.inference.report import save_contour_overlay, write_report
+from s2mnet.inference.strata import empty_truth_split
 from s2mnet.io_utils import atomic_write_json, atomic_write_text
 
 #: Marker of an earlier ``s2m evaluate`` output folder (replaced without asking).
@@ -248,6 +249,7 @@ def score_folders(
             "dice_all_foreground": float(np.mean([pair[0] for pair in trivial])),
             "dice_all_empty": float(np.mean([pair[1] for pair in trivial])),
         },
+        "empty_truth_split": empty_truth_split(rows),
         "warnings": warnings,
         "cases": rows,
     }
