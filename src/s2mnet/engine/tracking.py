@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from s2mnet.engine.rundir import CURVES_PNG, LOG_CSV, PLAN_JSON, RUN_CONFIG, SPLITS_JSON
 from s2mnet.errors import S2MError
+from s2mnet.io_utils import read_json
 
 #: The names ``--tracker`` accepts.
 TRACKERS = ("none", "mlflow")
@@ -100,7 +101,7 @@ class MlflowTracker:
         for name, prefix in ((RUN_CONFIG, ""), (PLAN_JSON, "plan.")):
             path = run_dir / name
             if path.is_file():
-                params.update(flatten_params(json.loads(path.read_text(encoding="utf-8")), prefix))
+                params.update(flatten_params(read_json(path), prefix))
         mlflow.log_params(params)
 
     def log_metrics(self, row: Mapping[str, Any], step: int) -> None:
