@@ -70,7 +70,7 @@ def depthwise_weight_grad(grad: torch.Tensor, x: torch.Tensor, kernel: tuple[int
 
 
 class _DepthwiseConv(torch.autograd.Function):
-    """Depthwise ``conv2d(x, weight, padding='same')`` whose weight gradient is :func:`depthwise_weight_grad`."""
+    """Depthwise 'same' ``conv2d`` whose weight gradient is :func:`depthwise_weight_grad`."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
