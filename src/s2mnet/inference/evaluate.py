@@ -93,7 +93,7 @@ def evaluate_run(
         raise S2MError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     run_dir = Path(run_dir)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, config = load_model(run_dir, which=which, device=device)
+    model, config = load_model(run_dir, which=which, device=device, optimize=True)
     plan = run_plan(run_dir, config)
     num_classes = int(plan.get("num_classes", config.get("num_classes", 1)))
     regions = region_names(plan) if is_multilabel(plan) else None

@@ -92,7 +92,7 @@ def predict_paths(
     region_outputs = [output_paths(inputs, Path(output_dir) / name, overwrite) for name in regions or {}]
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, config = load_model(run_dir, which=which, device=device)
+    model, config = load_model(run_dir, which=which, device=device, optimize=True)
     binary = int(plan.get("num_classes", config.get("num_classes", 1))) == 1
 
     pairs = list(enumerate(zip(inputs, outputs, strict=True)))

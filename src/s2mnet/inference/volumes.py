@@ -69,7 +69,7 @@ def predict_volumes(
     from s2mnet.errors import S2MError
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, config = load_model(run_dir, which=which, device=device)
+    model, config = load_model(run_dir, which=which, device=device, optimize=True)
     plan = run_plan(Path(run_dir), config)
     from s2mnet.data.formats.nnunet import group_channel_files
 
