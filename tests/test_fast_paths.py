@@ -4,8 +4,8 @@
   outputs, input gradients and weight gradients as ``nn.Conv2d`` (float64, tight), in train and eval mode,
   channels-last and NCHW; the same parameters and ``state_dict`` keys; a short seeded training run ends at
   the same weights; one thread stays bitwise deterministic.
-* The inference path (``load_model(optimize=True)`` for ``s2m predict`` / ``evaluate``, BatchNorm folded
-  for ``s2m export``): the same outputs as the plain eval model.
+* The inference path (``optimize_for_inference`` after ``load_model`` in ``s2m predict`` / ``evaluate``,
+  BatchNorm folded for ``s2m export``): the same outputs as the plain eval model.
 """
 
 from __future__ import annotations
@@ -16,9 +16,14 @@ import pytest
 import torch
 from torch import nn
 
-from s2mnet.models import S2MNet, create_model
+from s2mnet.models import S2MNet, create_model, optimize_for_inference
 from s2mnet.models.blocks import MRFSE
-from s2mnet.models.depthwise import DepthwiseConv2d, block_centres, depthwise_weight_grad
+from s2mnet.models.depthwise import (
+    DepthwiseConv2d,
+    as_plain_conv2d,
+    block_centres,
+    depthwise_weight_grad,
+)
 
 TINY = {"widths": [8, 8, 8, 8, 16], "stem_width": 8, "k": 8, "bottleneck": 4}
 CL = torch.channels_last
@@ -27,22 +32,7 @@ CL = torch.channels_last
 def plain_copy(model: nn.Module) -> nn.Module:
     """A deep copy of ``model`` with every :class:`DepthwiseConv2d` replaced by the ``nn.Conv2d`` it stands
     for (same weights, same names)."""
-    model = copy.deepcopy(model)
-    for module in list(model.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, DepthwiseConv2d):
-                plain = nn.Conv2d(
-                    child.in_channels,
-                    child.out_channels,
-                    child.kernel_size,
-                    child.stride,
-                    child.padding,
-                    groups=child.groups,
-                    bias=False,
-                )
-                plain.load_state_dict(child.state_dict())
-                setattr(module, name, plain.to(child.weight.dtype))
-    return model
+    return as_plain_conv2d(copy.deepcopy(model))
 
 
 @pytest.mark.parametrize("width", [3, 5, 7, 9, 11])
@@ -181,7 +171,7 @@ def test_inference_model_of_predict_and_evaluate_is_folded_and_gives_the_same_ou
     save_weights(tmp_path / "best.safetensors", model.state_dict())
     write_run_config(tmp_path, {"model": model.config})
     plain, _ = load_model(tmp_path)
-    fast, _ = load_model(tmp_path, optimize=True)  # what s2m predict / evaluate load
+    fast = optimize_for_inference(plain)  # what s2m predict / evaluate run (inference/predict.py)
     assert any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
     image = torch.rand(3, 45, 38)

@@ -63,24 +63,18 @@ def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], sour
     model.load_state_dict(state, strict=True)
 
 
-def load_model(
-    run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu", optimize: bool = False
-):
+def load_model(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu"):
     """Rebuild a run's model and load its weights, ready for inference (``eval()`` mode).
 
     Args:
         run_dir: a folder written by ``s2m train``.
         which: ``"best"`` (best validation Dice) or ``"last"``.
         device: where to put the model.
-        optimize: return :func:`s2mnet.models.optimize_for_inference`'s copy (BatchNorm folded into the
-            convolutions, channels-last weights, fused blocks; the same function to float rounding), what
-            ``s2m predict`` and ``s2m evaluate`` run (docs/speed.md, "Round two"). It no longer matches the
-            run's ``state_dict`` keys, so keep the default for anything but inference.
 
     Returns:
         ``(model, run_config)``.
     """
-    from s2mnet.models import create_model, optimize_for_inference
+    from s2mnet.models import create_model
 
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)  # validated (rundir.validate_run_config): counts, sizes, paths
@@ -92,5 +86,4 @@ def load_model(
         raise RunError(f"{run_dir / RUN_CONFIG}: cannot rebuild the model ({first_line(exc)})") from None
     weights = weights_path(run_dir, which)
     load_state_into(model, load_weights(weights), weights)
-    model = model.to(device).eval()
-    return (optimize_for_inference(model) if optimize else model), config
+    return model.to(device).eval(), config

@@ -46,6 +46,7 @@ from s2mnet.engine.rundir import RUN_CONFIG, run_data_path, run_plan
 from s2mnet.errors import DataError, RunError, S2MError
 from s2mnet.inference.report import save_overlay, write_report
 from s2mnet.io_utils import atomic_write_json, atomic_write_text
+from s2mnet.models import optimize_for_inference
 
 SPLITS = ("test", "val", "train", "all")
 _CASE_FIELDS = ("case_id", "truth_pixels", "pred_pixels")
@@ -93,7 +94,8 @@ def evaluate_run(
         raise S2MError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     run_dir = Path(run_dir)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, config = load_model(run_dir, which=which, device=device, optimize=True)
+    model, config = load_model(run_dir, which=which, device=device)
+    model = optimize_for_inference(model)  # BN folded, channels-last, fused blocks (docs/speed.md)
     plan = run_plan(run_dir, config)
     num_classes = int(plan.get("num_classes", config.get("num_classes", 1)))
     regions = region_names(plan) if is_multilabel(plan) else None

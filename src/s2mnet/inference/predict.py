@@ -34,6 +34,7 @@ from s2mnet.data.mask_files import MaskOutput, check_inputs, input_images, outpu
 from s2mnet.engine.checkpoint import load_model
 from s2mnet.engine.predictor import predict_mask
 from s2mnet.engine.rundir import read_run_config, run_plan
+from s2mnet.models import optimize_for_inference
 
 
 def predict_paths(
@@ -92,7 +93,8 @@ def predict_paths(
     region_outputs = [output_paths(inputs, Path(output_dir) / name, overwrite) for name in regions or {}]
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, config = load_model(run_dir, which=which, device=device, optimize=True)
+    model, config = load_model(run_dir, which=which, device=device)
+    model = optimize_for_inference(model)  # BN folded, channels-last, fused blocks (docs/speed.md)
     binary = int(plan.get("num_classes", config.get("num_classes", 1))) == 1
 
     pairs = list(enumerate(zip(inputs, outputs, strict=True)))

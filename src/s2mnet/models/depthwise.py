@@ -122,3 +122,24 @@ class DepthwiseConv2d(nn.Conv2d):
         if self._fast(x):
             return _DepthwiseConv.apply(x, self.weight, self.padding)
         return super().forward(x)
+
+
+def as_plain_conv2d(model: nn.Module) -> nn.Module:
+    """Replace every :class:`DepthwiseConv2d` in ``model`` by the ``nn.Conv2d`` it stands for (same weights,
+    same names; in place; returns ``model``): the reference the rewrite is tested and benchmarked against
+    (tests/test_fast_paths.py, benchmarks/speed_round2.py)."""
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, DepthwiseConv2d):
+                plain = nn.Conv2d(
+                    child.in_channels,
+                    child.out_channels,
+                    child.kernel_size,
+                    child.stride,
+                    child.padding,
+                    groups=child.groups,
+                    bias=child.bias is not None,
+                ).to(device=child.weight.device, dtype=child.weight.dtype)
+                plain.load_state_dict(child.state_dict())
+                setattr(module, name, plain)  # a (C, 1, k, k) weight has one layout: no memory format
+    return model
