@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from s2mnet.models import S2MNet, create_model, optimize_for_inference
+from s2mnet.models import depthwise as depthwise_module
 from s2mnet.models.blocks import MRFSE
 from s2mnet.models.depthwise import (
     DepthwiseConv2d,
@@ -91,7 +92,12 @@ def test_paper_model_keeps_its_parameter_count_and_state_dict_keys() -> None:
 
 @pytest.mark.parametrize("memory_format", [CL, torch.contiguous_format])
 @pytest.mark.parametrize("train", [True, False])
-def test_s2mnet_outputs_and_gradients_match_the_plain_modules(train: bool, memory_format) -> None:
+def test_s2mnet_outputs_and_gradients_match_plain_modules(train: bool, memory_format, monkeypatch) -> None:
+    calls = []
+    original = depthwise_module.depthwise_weight_grad
+    monkeypatch.setattr(
+        depthwise_module, "depthwise_weight_grad", lambda *args: calls.append(1) or original(*args)
+    )
     torch.manual_seed(1)
     model = create_model("s2mnet", **TINY).double().to(memory_format=memory_format).train(train)
     plain = plain_copy(model)
@@ -108,6 +114,8 @@ def test_s2mnet_outputs_and_gradients_match_the_plain_modules(train: bool, memor
             assert p_fast.grad is None or not p_fast.grad.any(), name
             continue
         torch.testing.assert_close(p_fast.grad, p_plain.grad, rtol=1e-8, atol=1e-10, msg=name)
+    # the block gradient ran for the 5×5 and 7×7 branches of all five MRF-SE blocks, and only in channels-last
+    assert len(calls) == (10 if memory_format == CL else 0)
 
 
 def _train(model: nn.Module, steps: int = 3) -> dict[str, torch.Tensor]:
