@@ -33,6 +33,7 @@ from torch import nn
 from s2mnet import __version__
 from s2mnet.errors import ExportError
 from s2mnet.io_utils import atomic_path
+from s2mnet.models.fusion import fold_batchnorm
 from s2mnet.models.sstm import SSTM
 from s2mnet.models.sstm_official import OfficialSSTM
 
@@ -47,10 +48,14 @@ _EXAMPLE_BATCH = 2
 
 
 def prepare_for_export(model: nn.Module) -> nn.Module:
-    """Eval-mode copy of ``model`` whose SSTMs use the matmul spectral form (exportable)."""
+    """Eval-mode copy of ``model`` whose SSTMs use the matmul spectral form (exportable) and whose
+    BatchNorms are folded into the convolutions before them (:func:`s2mnet.models.fusion.fold_batchnorm`:
+    the same function to float rounding, one node fewer per convolution; the export is checked against
+    the unfolded model)."""
     model = copy.deepcopy(model).eval()
     if any(isinstance(m, OfficialSSTM) for m in model.modules()):
         raise ExportError("the 'official' SSTM flavour (complex FFT over (W, C)) cannot be exported to ONNX")
+    fold_batchnorm(model)
     for module in model.modules():
         if isinstance(module, SSTM):
             module.set_spectral_impl("matmul")

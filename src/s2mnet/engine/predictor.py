@@ -120,7 +120,8 @@ def _probabilities(model: nn.Module, multilabel: bool = False) -> Predictor:
     """Network logits → probabilities (sigmoid for one channel or multi-label, softmax otherwise)."""
 
     def predict(batch: torch.Tensor) -> torch.Tensor:
-        logits = model(batch).float()
+        # channels-last: the layout the training step and optimize_for_inference's fused blocks use
+        logits = model(batch.contiguous(memory_format=torch.channels_last)).float()
         return torch.sigmoid(logits) if multilabel or logits.shape[1] == 1 else torch.softmax(logits, dim=1)
 
     return predict

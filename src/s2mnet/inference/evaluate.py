@@ -50,6 +50,7 @@ from s2mnet.errors import DataError, RunError, S2MError
 from s2mnet.inference.report import save_overlay, write_report
 from s2mnet.inference.strata import empty_truth_split
 from s2mnet.io_utils import atomic_write_json, atomic_write_text
+from s2mnet.models import optimize_for_inference
 
 SPLITS = ("test", "val", "train", "all")
 _CASE_FIELDS = ("case_id", "truth_pixels", "pred_pixels")
@@ -98,6 +99,7 @@ def evaluate_run(
     run_dir = Path(run_dir)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, config = load_model(run_dir, which=which, device=device)
+    model = optimize_for_inference(model)  # BN folded, channels-last, fused blocks (docs/speed.md)
     plan = run_plan(run_dir, config)
     num_classes = int(plan.get("num_classes", config.get("num_classes", 1)))
     regions = region_names(plan) if is_multilabel(plan) else None

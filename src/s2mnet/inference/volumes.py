@@ -74,9 +74,11 @@ def predict_volumes(
     from s2mnet.engine.predictor import mask_of_probs, predict_image_probs
     from s2mnet.engine.rundir import run_plan
     from s2mnet.errors import S2MError
+    from s2mnet.models import optimize_for_inference
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, config = load_model(run_dir, which=which, device=device, **({"folds": folds} if folds else {}))
+    model = optimize_for_inference(model)  # BN folded, channels-last, fused blocks (docs/speed.md)
     plan = run_plan(Path(run_dir), config)
     from s2mnet.data.formats.nnunet import group_channel_files
 

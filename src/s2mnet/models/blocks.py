@@ -12,12 +12,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from s2mnet.models.depthwise import DepthwiseConv2d
+
 BFD_ROUTINGS = ("soft", "hard", "none")
 DECODERS = ("bfd", "plain")
 
 
 class ConvBNAct(nn.Sequential):
-    """``Conv2d(k×k, stride) → BatchNorm2d → activation`` with 'same' padding for odd ``k``."""
+    """``Conv2d(k×k, stride) → BatchNorm2d → activation`` with 'same' padding for odd ``k``.
+
+    A depthwise convolution (MRF-SE's branches) is a :class:`~s2mnet.models.depthwise.DepthwiseConv2d`: the
+    same ``nn.Conv2d`` parameters and function, with a faster weight gradient on the CPU.
+    """
 
     def __init__(
         self,
@@ -28,12 +34,15 @@ class ConvBNAct(nn.Sequential):
         groups: int = 1,
         act: type[nn.Module] | None = nn.ELU,
     ) -> None:
-        layers: list[nn.Module] = [
-            nn.Conv2d(
+        depthwise = groups > 1 and groups == in_channels == out_channels and stride == 1
+        conv = (
+            DepthwiseConv2d(in_channels, kernel_size)  # same parameters, faster CPU weight gradient
+            if depthwise
+            else nn.Conv2d(
                 in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=False
-            ),
-            nn.BatchNorm2d(out_channels),
-        ]
+            )
+        )
+        layers: list[nn.Module] = [conv, nn.BatchNorm2d(out_channels)]
         if act is not None:
             layers.append(act(inplace=True))
         super().__init__(*layers)

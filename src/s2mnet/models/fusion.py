@@ -1,7 +1,9 @@
 """Inference-only speed options: BatchNorm folding, channels-last memory format and fused-op rewrites.
 
-All of them leave the function unchanged (up to float rounding; tested to 1e-4 in float32); they are used
-by ``s2m predict`` / the benchmark, never during training (folded BN no longer updates its statistics).
+All of them leave the function unchanged (up to float rounding; tested to 1e-4 in float32). ``s2m predict``,
+``s2m evaluate`` and volume prediction run :func:`optimize_for_inference` on the loaded model, ``s2m export``
+runs :func:`fold_batchnorm` (docs/speed.md, "Round two"); never during training (folded BN no longer
+updates its statistics).
 The rewrites work on an eval-mode copy; the model passed in (and its ``state_dict``) is never touched.
 
 The fused-op rewrite (``fuse_ops=True``) targets what a profile of the eager forward at 352² shows
