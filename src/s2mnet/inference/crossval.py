@@ -23,7 +23,7 @@ import torch
 from s2mnet.engine.metrics import summarize
 from s2mnet.engine.outputs import staged_dir
 from s2mnet.engine.rundir import EVAL_CV_DIR, cv_fold_dirs, read_cv_manifest
-from s2mnet.inference.evaluate import _CASE_FIELDS, _cases_csv, evaluate_run
+from s2mnet.inference.evaluate import CASE_FIELDS, cases_csv, evaluate_run
 from s2mnet.inference.report import write_report
 from s2mnet.inference.strata import empty_truth_split
 from s2mnet.io_utils import atomic_write_json, atomic_write_text
@@ -74,7 +74,7 @@ def evaluate_cv(
                 trivial[key] += result["trivial"][key] * result["n_cases"]
             for key in _COUNTS:
                 counts[key] += result[key]
-        dropped = (*_CASE_FIELDS, "fold")
+        dropped = (*CASE_FIELDS, "fold")
         summary = summarize([{k: v for k, v in row.items() if k not in dropped} for row in rows])
         overall = {k: v for k, v in summary.items() if k != "per_class"}
         metrics: dict[str, Any] = {
@@ -96,7 +96,7 @@ def evaluate_cv(
             test = evaluate_run(run_dir, split="test", out_dir=stage / "test", **options)
             metrics["test"] = {k: v for k, v in test.items() if k != "cases"}
         metrics["cases"] = rows
-        atomic_write_text(stage / "cases.csv", _cases_csv(rows))
+        atomic_write_text(stage / "cases.csv", cases_csv(rows))
         atomic_write_json(stage / "metrics.json", metrics)
         write_report(stage / "report.md", metrics, title=f"Out-of-fold evaluation of {run_dir.name}")
     if json_path is not None:

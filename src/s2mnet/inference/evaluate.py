@@ -53,7 +53,8 @@ from s2mnet.io_utils import atomic_write_json, atomic_write_text
 from s2mnet.models import optimize_for_inference
 
 SPLITS = ("test", "val", "train", "all")
-_CASE_FIELDS = ("case_id", "truth_pixels", "pred_pixels")
+#: Per-case fields that are not metrics (kept out of the summaries).
+CASE_FIELDS = ("case_id", "truth_pixels", "pred_pixels")
 
 
 def evaluate_run(
@@ -153,8 +154,8 @@ def evaluate_run(
             {
                 "case_id": case.case_id,
                 **metrics,
-                "truth_pixels": _foreground_pixels(truth),
-                "pred_pixels": _foreground_pixels(pred),
+                "truth_pixels": foreground_pixels(truth),
+                "pred_pixels": foreground_pixels(pred),
             }
         )
         trivial.append(_trivial_dice(truth, num_classes, fov, regions))
@@ -164,7 +165,7 @@ def evaluate_run(
         kept[case.case_id] = pred
         _keep_extremes(kept, rows, overlays)
 
-    metric_rows = [{k: v for k, v in row.items() if k not in _CASE_FIELDS} for row in rows]
+    metric_rows = [{k: v for k, v in row.items() if k not in CASE_FIELDS} for row in rows]
     summary = summarize(metric_rows)
     overall = {k: v for k, v in summary.items() if k != "per_class"}
     result: dict[str, Any] = {
@@ -200,7 +201,7 @@ def evaluate_run(
     result["cases"] = rows
 
     with staged_dir(out) as stage:  # the folder appears (or replaces an earlier one) only when complete
-        atomic_write_text(stage / "cases.csv", _cases_csv(rows))
+        atomic_write_text(stage / "cases.csv", cases_csv(rows))
         pictures = _write_overlays(stage / "overlays", cases, rows, kept, overlays, num_classes, plan)
         atomic_write_json(stage / "metrics.json", result)
         write_report(stage / "report.md", result, pictures, title=f"Evaluation of {run_dir.name} ({split})")
@@ -223,7 +224,7 @@ def _trivial_dice(
     return float(full), float(none)
 
 
-def _foreground_pixels(mask: np.ndarray) -> int:
+def foreground_pixels(mask: np.ndarray) -> int:
     """Pixels in any foreground class or region (``(H, W)`` map or ``(C, H, W)`` region stack)."""
     foreground = mask > 0
     return int((foreground.any(axis=0) if foreground.ndim == 3 else foreground).sum())
@@ -250,7 +251,7 @@ def _ranked(rows: list[dict]) -> list[str]:
     return [row["case_id"] for row in sorted(rows, key=lambda row: (-row["dice"], row["case_id"]))]
 
 
-def _extremes(rows: list[dict], count: int) -> tuple[list[str], list[str]]:
+def extremes(rows: list[dict], count: int) -> tuple[list[str], list[str]]:
     """``(best, worst)`` case ids: ceil(count/2) best, floor(count/2) worst, no case twice."""
     ranked = _ranked(rows)
     best = ranked[: (count + 1) // 2]
@@ -260,7 +261,7 @@ def _extremes(rows: list[dict], count: int) -> tuple[list[str], list[str]]:
 
 def _keep_extremes(kept: dict[str, np.ndarray], rows: list[dict], count: int) -> None:
     """Drop the stored predictions that can no longer be among the best or worst ``count`` cases."""
-    best, worst = _extremes(rows, count)
+    best, worst = extremes(rows, count)
     for case_id in set(kept) - set(best) - set(worst):
         del kept[case_id]
 
@@ -282,7 +283,7 @@ def _write_overlays(
         num_classes += 1
     for stale in [*folder.glob("best*.png"), *folder.glob("worst*.png")]:  # pictures of an earlier evaluation
         stale.unlink()
-    best, worst = _extremes(rows, count)
+    best, worst = extremes(rows, count)
     by_id = {case.case_id: case for case in cases}
     dice = {row["case_id"]: row["dice"] for row in rows}
     pictures = []
@@ -291,7 +292,7 @@ def _write_overlays(
             case = by_id[case_id]
             fov = read_fov(case.fov) if plan.get("use_fov") and case.fov is not None else None
             caption = f"{label} {rank}: {case_id} (Dice {dice[case_id]:.4f})"
-            name = f"{label}{rank}_{_safe_name(case_id)}.png"
+            name = f"{label}{rank}_{safe_name(case_id)}.png"
             truth, pred = read_target(case, plan), kept[case_id]
             if multilabel:
                 truth, pred = display_map(truth), display_map(pred)
@@ -308,11 +309,12 @@ def _write_overlays(
     return pictures
 
 
-def _safe_name(case_id: str) -> str:
+def safe_name(case_id: str) -> str:
+    """A file name made of ``case_id`` (characters outside ``[A-Za-z0-9._-]`` become ``_``)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", case_id).strip("_") or "case"
 
 
-def _cases_csv(rows: list[dict]) -> str:
+def cases_csv(rows: list[dict]) -> str:
     """One row per case; multi-class rows get ``<metric>_c<k>`` columns per foreground class."""
     flat_rows = []
     for row in rows:

@@ -48,7 +48,7 @@ from s2mnet.data.naming import (
 from s2mnet.engine.metrics import EMPTY_POLICY, case_metrics, summarize
 from s2mnet.engine.outputs import check_output_dir, staged_dir
 from s2mnet.errors import DataError, S2MError
-from s2mnet.inference.evaluate import _CASE_FIELDS, _cases_csv, _extremes, _foreground_pixels, _safe_name
+from s2mnet.inference.evaluate import CASE_FIELDS, cases_csv, extremes, foreground_pixels, safe_name
 from s2mnet.inference.report import save_contour_overlay, write_report
 from s2mnet.inference.strata import empty_truth_split
 from s2mnet.io_utils import atomic_write_json, atomic_write_text
@@ -213,19 +213,19 @@ def score_folders(
             {
                 "case_id": case_id,
                 **metrics,
-                "truth_pixels": _foreground_pixels(truth) if not volume else int((truth > 0).sum()),
-                "pred_pixels": _foreground_pixels(pred) if not volume else int((pred > 0).sum()),
+                "truth_pixels": foreground_pixels(truth) if not volume else int((truth > 0).sum()),
+                "pred_pixels": foreground_pixels(pred) if not volume else int((pred > 0).sum()),
             }
         )
         trivial.append(_trivial_dice(truth, num_classes))
         fractions.append((float(np.mean(pred > 0)), float(np.mean(truth > 0))))
         if pair_key(pred_path) in images:
             kept[case_id] = (pred, truth, images[pair_key(pred_path)])
-            best, worst = _extremes(rows, overlays)
+            best, worst = extremes(rows, overlays)
             for dropped in set(kept) - set(best) - set(worst):  # only the best and worst stay in memory
                 del kept[dropped]
 
-    summary = summarize([{k: v for k, v in row.items() if k not in _CASE_FIELDS} for row in rows])
+    summary = summarize([{k: v for k, v in row.items() if k not in CASE_FIELDS} for row in rows])
     overall = {k: v for k, v in summary.items() if k != "per_class"}
     warnings = prediction_warnings([f[0] for f in fractions], [f[1] for f in fractions])
     if spare_truths:
@@ -254,7 +254,7 @@ def score_folders(
         "cases": rows,
     }
     with staged_dir(out) as stage:
-        atomic_write_text(stage / "cases.csv", _cases_csv(rows))
+        atomic_write_text(stage / "cases.csv", cases_csv(rows))
         pictures = _write_overlays(stage / "overlays", rows, kept, overlays)
         atomic_write_json(stage / METRICS_FILE, result)
         write_report(stage / "report.md", result, pictures, title=f"Evaluation of {pred_dir.name}")
@@ -275,7 +275,7 @@ def _write_overlays(
     folder: Path, rows: list[dict], kept: dict[str, tuple], count: int
 ) -> list[tuple[str, Path]]:
     """Best and worst cases with an image: the prediction's contour and the truth's (dashed)."""
-    best, worst = _extremes(rows, count)
+    best, worst = extremes(rows, count)
     dice = {row["case_id"]: row["dice"] for row in rows}
     pictures = []
     for label, ids in (("best", best), ("worst", worst)):
@@ -284,6 +284,6 @@ def _write_overlays(
                 continue
             pred, truth, image = kept[case_id]
             caption = f"{label} {rank}: {case_id} (Dice {dice[case_id]:.4f}; truth dashed)"
-            path = folder / f"{label}{rank}_{_safe_name(case_id)}.png"
+            path = folder / f"{label}{rank}_{safe_name(case_id)}.png"
             pictures.append((caption, save_contour_overlay(path, read_image(image), pred, truth, caption)))
     return pictures
