@@ -339,3 +339,16 @@ def test_folds_flag_needs_a_cross_validation_run(
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err == "error: --folds 0: needs --run with a cross-validation run (s2m train --folds K)"
+
+
+def test_the_cpu_default_budget_is_per_fold_and_an_explicit_budget_is_the_whole_commands() -> None:
+    from s2mnet.engine.config import TrainConfig
+    from s2mnet.engine.crossval import _budget_division
+
+    default = _budget_division(TrainConfig(data="d", out="o", device="cpu"), 5)
+    assert default["total_s"] == 5 * 15 * 60 and default["per_fold_s"] == 15 * 60
+    assert "15 min per fold" in default["text"]
+    given = _budget_division(TrainConfig(data="d", out="o", device="cpu", budget_s=3600), 5)
+    assert given["total_s"] == 3600 and given["per_fold_s"] == 720 and "per fold" not in given["text"]
+    one_fold = _budget_division(TrainConfig(data="d", out="o", device="cpu", budget_s=3600), 1)
+    assert one_fold["per_fold_s"] == 3600

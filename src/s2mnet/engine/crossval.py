@@ -13,7 +13,10 @@ Steps (docs/tool.md, "Cross-validation"; the folds' rules: :mod:`s2mnet.data.fol
    :func:`~s2mnet.data.folds.fold_run_splits` split (its held-out fold is the run's ``test`` part).
 
 ``--budget`` is the whole command's: it is divided equally over the folds this command trains
-(``--fold k`` trains one fold and gives it all). ``--time-limit`` too bounds the whole command: each
+(``--fold k`` trains one fold and gives it all). Without ``--budget`` on a CPU each fold gets the single
+run's default (15 min), so the whole command's default is K × 15 min: a 15-min total divided over five
+folds trained S2M-Net for 35–70 steps per fold, which never left the all-background start on BUSI-100
+(docs/results/crossval/README.md). ``--time-limit`` too bounds the whole command: each
 fold gets what is left. :func:`resume_cv` continues a stopped cross-validation at the fold and epoch
 where it stopped.
 """
@@ -239,15 +242,23 @@ def _budget_division(config: TrainConfig, folds_trained: int) -> dict[str, Any]:
 
     if config.plan_overrides.get("epochs") is not None:
         return {"total_s": None, "per_fold_s": None, "text": "none (--epochs given): every fold trains those"}
-    total = config.budget_s
-    if total is None:
-        total = 60.0 * DEFAULT_CPU_BUDGET_MIN if _device_type(config) == "cpu" else None
+    total, given = config.budget_s, config.budget_s is not None
+    if not given and _device_type(config) == "cpu":
+        # A fold is a complete run: by default each gets the single run's CPU budget. A 15-min budget
+        # divided over 5 folds (3 min each) left S2M-Net at the all-background start on every BUSI-100
+        # fold (docs/results/crossval/README.md).
+        total = 60.0 * DEFAULT_CPU_BUDGET_MIN * folds_trained
     if not total:
         return {"total_s": None, "per_fold_s": None, "text": "none: every fold trains the plan's epochs"}
     per_fold = total / folds_trained
     text = (
         f"{total / 60:g} min for the whole command, divided over {folds_trained} fold(s): "
         f"{per_fold / 60:.3g} min each"
+        + (
+            ""
+            if given
+            else f" (default on a CPU: {DEFAULT_CPU_BUDGET_MIN:g} min per fold; --budget sets the total)"
+        )
     )
     return {"total_s": total, "per_fold_s": per_fold, "folds_trained": folds_trained, "text": text}
 
