@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from s2mnet.cli import main
+from s2mnet.data.mask_pairs import pair_key
 from s2mnet.errors import DataError
-from s2mnet.inference.score_folder import pair_key, score_folders
+from s2mnet.inference.score_folder import score_folders
 
 
 def save(path: Path, array: np.ndarray) -> Path:

@@ -110,6 +110,9 @@ def _score_folders(args: argparse.Namespace) -> int:
     if args.json is not None:
         inputs = [folder for folder in (args.pred, args.truth, args.images) if folder is not None]
         check_output_file(args.json, args.overwrite, "metrics", protected=inputs)
+    from s2mnet.data.mask_pairs import pair_folders
+
+    pair_folders(args.pred, args.truth)  # folders that do not pair: one line before any heavy import
     from s2mnet.inference.score_folder import default_output, score_folders
 
     output = args.output or default_output(args.pred)

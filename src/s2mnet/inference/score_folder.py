@@ -27,7 +27,6 @@ wrote it (it holds ``metrics.json``; :func:`s2mnet.engine.outputs.check_output_d
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,16 +34,9 @@ from typing import Any
 import numpy as np
 
 from s2mnet.data.checks import prediction_warnings
-from s2mnet.data.formats.nifti import is_volume_file, read_label_volume, volume_stem
+from s2mnet.data.formats.nifti import is_volume_file, read_label_volume
 from s2mnet.data.io import read_image, read_mask
-from s2mnet.data.naming import (
-    IMAGE_PREFIX,
-    IMAGE_SUFFIX,
-    MASK_PREFIX,
-    MASK_SUFFIX,
-    file_stem,
-    is_image_file,
-)
+from s2mnet.data.mask_pairs import LISTED, keyed_files, mask_files, pair_folders, pair_key
 from s2mnet.engine.metrics import EMPTY_POLICY, case_metrics, summarize
 from s2mnet.engine.outputs import check_output_dir, staged_dir
 from s2mnet.errors import DataError, S2MError
@@ -57,73 +49,12 @@ from s2mnet.io_utils import atomic_write_json, atomic_write_text
 METRICS_FILE = "metrics.json"
 #: Masks with several non-zero values are class maps only when no value exceeds this.
 MAX_CLASS_VALUE = 63
-_CHANNEL_SUFFIX = re.compile(r"_\d{4}$")
-_LISTED = 3
 
 
 def default_output(pred_dir: str | Path) -> Path:
     """``<PRED>_eval`` beside the predictions folder."""
     pred_dir = Path(pred_dir).resolve()
     return pred_dir.with_name(f"{pred_dir.name}_eval")
-
-
-def pair_key(path: Path) -> str:
-    """The pairing key of a mask or image file (see the module docstring)."""
-    key = _CHANNEL_SUFFIX.sub("", _stem(path).casefold())
-    for pattern in (MASK_SUFFIX, IMAGE_SUFFIX, MASK_PREFIX, IMAGE_PREFIX):
-        key = pattern.sub("", key) or key
-    return re.sub(r"\d+", lambda match: str(int(match.group())), key)
-
-
-def mask_files(folder: Path, what: str) -> list[Path]:
-    """The image and NIfTI files at the top of ``folder`` (hidden files skipped), sorted by name."""
-    if not folder.is_dir():
-        raise DataError(f"{folder}: {what} folder not found")
-    found = sorted(
-        path
-        for path in folder.iterdir()
-        if path.is_file() and not path.name.startswith(".") and (is_image_file(path) or is_volume_file(path))
-    )
-    if not found:
-        raise DataError(f"{folder}: no mask files (PNG, TIFF, NIfTI...) in this {what} folder")
-    return found
-
-
-def _by_key(files: list[Path], folder: Path) -> dict[str, Path]:
-    keyed: dict[str, Path] = {}
-    for path in files:
-        key = pair_key(path)
-        if key in keyed:
-            raise DataError(f"{folder}: {keyed[key].name} and {path.name} pair with the same case; keep one")
-        keyed[key] = path
-    return keyed
-
-
-def pair_folders(pred_dir: Path, truth_dir: Path) -> tuple[list[tuple[str, Path, Path]], list[Path]]:
-    """``[(case id, prediction, truth)]`` in prediction order, and the truths left without a prediction.
-
-    Raises:
-        DataError: a prediction without a truth (how many paired, a few unpaired names), two files of
-            one folder with the same key.
-    """
-    preds = _by_key(mask_files(pred_dir, "--pred"), pred_dir)
-    truths = _by_key(mask_files(truth_dir, "--truth"), truth_dir)
-    unpaired = [path.name for key, path in preds.items() if key not in truths]
-    if unpaired:
-        paired = len(preds) - len(unpaired)
-        spare = [path.name for key, path in truths.items() if key not in preds][:_LISTED]
-        more = f" (+{len(unpaired) - _LISTED} more)" if len(unpaired) > _LISTED else ""
-        hint = f"; truths left: {', '.join(spare)}" if spare else ""
-        raise DataError(
-            f"{pred_dir}: {paired} of {len(preds)} predictions pair with a mask of {truth_dir}; no truth for "
-            f"{', '.join(unpaired[:_LISTED])}{more}{hint}"
-        )
-    pairs = [(_stem(path), path, truths[key]) for key, path in preds.items()]
-    return pairs, [path for key, path in truths.items() if key not in preds]
-
-
-def _stem(path: Path) -> str:
-    return volume_stem(path) if is_volume_file(path) else file_stem(path)
 
 
 def _read(path: Path, multiclass: bool) -> np.ndarray:
@@ -190,7 +121,7 @@ def score_folders(
     if volume and images_dir is not None:
         raise S2MError("--images draws overlays of 2-D masks; NIfTI volumes are scored without it")
     num_classes = _num_classes(pairs)
-    images = _by_key(mask_files(Path(images_dir), "--images"), Path(images_dir)) if images_dir else {}
+    images = keyed_files(mask_files(Path(images_dir), "--images"), Path(images_dir)) if images_dir else {}
 
     iterator: Any = pairs
     if progress or (progress is None and sys.stderr.isatty()):
@@ -229,7 +160,7 @@ def score_folders(
     overall = {k: v for k, v in summary.items() if k != "per_class"}
     warnings = prediction_warnings([f[0] for f in fractions], [f[1] for f in fractions])
     if spare_truths:
-        names = ", ".join(path.name for path in spare_truths[:_LISTED])
+        names = ", ".join(path.name for path in spare_truths[:LISTED])
         warnings.append(
             f"{len(spare_truths)} truth mask(s) without a prediction were not scored ({names}...)"
         )
