@@ -16,7 +16,7 @@ from scipy import stats as scipy_stats
 
 from s2mnet.bench import ablation
 from s2mnet.bench.ablation import analysis, runner, study
-from s2mnet.bench.ablation.records import read_results, relative_command, relative_path
+from s2mnet.bench.ablation.records import read_results, relative_command
 from s2mnet.bench.stats import (
     crossed_bootstrap_ci,
     hierarchical_bootstrap_ci,
@@ -26,6 +26,7 @@ from s2mnet.bench.stats import (
 )
 from s2mnet.cli import main
 from s2mnet.errors import S2MError
+from s2mnet.io_utils import relative_path
 
 # --- the convergence rule -------------------------------------------------------------------------
 

@@ -144,6 +144,12 @@ def test_outputs_are_all_or_nothing_and_never_replace_foreign_files(folders, tmp
     )
 
 
+def test_metrics_hold_paths_relative_to_the_working_folder(folders, monkeypatch) -> None:
+    monkeypatch.chdir(folders["pred"].parent)
+    metrics = score_folders(folders["pred"].resolve(), folders["truth"].resolve())
+    assert (metrics["pred"], metrics["truth"]) == (folders["pred"].name, folders["truth"].name)
+
+
 def test_unpaired_truths_are_a_warning(folders) -> None:
     save(folders["truth"] / "case_004_seg.png", square(1, 1))
     metrics = score_folders(folders["pred"], folders["truth"])

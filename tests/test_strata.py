@@ -29,3 +29,15 @@ def test_lesion_and_normal_images_are_scored_apart_beside_the_all_empty_predicti
 def test_no_split_when_every_truth_has_foreground():
     assert empty_truth_split([_row(0.7, 10, 10), _row(0.2, 5, 9)]) is None
     assert split_lines(None) == []
+
+
+def test_a_lesion_is_found_only_above_the_shared_threshold():
+    """A stray overlap (Dice 0.05) is not a found lesion; evaluate and the claims lab share FOUND_DICE."""
+    from s2mnet.bench.ablation import analysis
+    from s2mnet.inference import strata
+
+    rows = [_row(0.05, 400, 30), _row(0.11, 50, 40), _row(1.0, 0, 0)]
+    split = empty_truth_split(rows)
+    assert strata.FOUND_DICE == 0.1 and analysis.FOUND_DICE is strata.FOUND_DICE
+    assert split["foreground_images"]["found"] == 1 and split["foreground_images"]["missed"] == 1
+    assert "(Dice > 0.1)" in split_lines(split)[0]

@@ -155,3 +155,23 @@ def read_json(
     except OSError as exc:
         raise error(f"{path}: cannot read the {what} ({exc.strerror or first_line(exc)})") from None
     return _loads(text, f"{path}: not a readable JSON {what}", error)
+
+
+def relative_path(text: str, roots: list[Path] | None = None) -> str:
+    """``text`` relative to the first of ``roots`` (default: the working directory) that holds it, else to
+    the first whose parent holds it (``../shared/data/DRIVE``); any other text is returned unchanged.
+
+    Records and metrics files hold paths relative to the folder the command runs in (for committed results:
+    the repository root), never a machine's absolute folders.
+    """
+    if not os.path.isabs(text):
+        return text
+    path = Path(text)
+    roots = [Path(root).absolute() for root in roots or [Path.cwd()]]
+    for root in roots:
+        if path == root or root in path.parents:
+            return os.path.relpath(path, root)
+    for root in roots:
+        if root.parent in path.parents:
+            return os.path.join("..", os.path.relpath(path, root.parent))
+    return text

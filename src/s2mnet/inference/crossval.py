@@ -26,7 +26,7 @@ from s2mnet.engine.rundir import EVAL_CV_DIR, cv_fold_dirs, read_cv_manifest
 from s2mnet.inference.evaluate import CASE_FIELDS, cases_csv, evaluate_run
 from s2mnet.inference.report import write_report
 from s2mnet.inference.strata import empty_truth_split
-from s2mnet.io_utils import atomic_write_json, atomic_write_text
+from s2mnet.io_utils import atomic_write_json, atomic_write_text, relative_path
 
 #: Summary fields of a fold's evaluation that are not averaged over cases.
 _COUNTS = ("n_empty_truth", "n_empty_pred")
@@ -69,7 +69,11 @@ def evaluate_cv(
         for fold, path in enumerate(dirs):
             result = evaluate_run(path, split="test", out_dir=stage / path.name, **options)
             rows += [{"fold": fold, **row} for row in result["cases"]]
-            per_fold[str(fold)] = {"dice": result["dice"], "n_cases": result["n_cases"], "run": str(path)}
+            per_fold[str(fold)] = {
+                "dice": result["dice"],
+                "n_cases": result["n_cases"],
+                "run": relative_path(str(path)),
+            }
             for key in trivial:  # means over every case: the folds' means weighted by their sizes
                 trivial[key] += result["trivial"][key] * result["n_cases"]
             for key in _COUNTS:
@@ -87,7 +91,7 @@ def evaluate_cv(
             "per_fold": per_fold,
             "tta": tta,
             "checkpoint": which,
-            "run": str(run_dir),
+            "run": relative_path(str(run_dir)),
             "fold_source": manifest.get("source", ""),
             "trivial": {key: value / max(len(rows), 1) for key, value in trivial.items()},
             "empty_truth_split": empty_truth_split(rows),

@@ -49,7 +49,7 @@ from s2mnet.engine.rundir import RUN_CONFIG, is_cv_run, read_cv_manifest, run_da
 from s2mnet.errors import DataError, RunError, S2MError
 from s2mnet.inference.report import save_overlay, write_report
 from s2mnet.inference.strata import empty_truth_split
-from s2mnet.io_utils import atomic_write_json, atomic_write_text
+from s2mnet.io_utils import atomic_write_json, atomic_write_text, relative_path
 from s2mnet.models import optimize_for_inference
 
 SPLITS = ("test", "val", "train", "all")
@@ -182,8 +182,8 @@ def evaluate_run(
         "num_classes": num_classes,
         "label_mode": label_mode(plan),
         "empty_policy": EMPTY_POLICY,
-        "run": str(run_dir),
-        "data": str(data_path),
+        "run": relative_path(str(run_dir)),
+        "data": relative_path(str(data_path)),
         "checkpoint": which,
     }
     if regions is not None:

@@ -43,7 +43,7 @@ from s2mnet.errors import DataError, S2MError
 from s2mnet.inference.evaluate import CASE_FIELDS, cases_csv, extremes, foreground_pixels, safe_name
 from s2mnet.inference.report import save_contour_overlay, write_report
 from s2mnet.inference.strata import empty_truth_split
-from s2mnet.io_utils import atomic_write_json, atomic_write_text
+from s2mnet.io_utils import atomic_write_json, atomic_write_text, relative_path
 
 #: Marker of an earlier ``s2m evaluate`` output folder (replaced without asking).
 METRICS_FILE = "metrics.json"
@@ -174,8 +174,8 @@ def score_folders(
         "distance_unit": "mm" if volume else "px",
         "per": "volume" if volume else "image",
         "empty_policy": EMPTY_POLICY,
-        "pred": str(pred_dir),
-        "truth": str(truth_dir),
+        "pred": relative_path(str(pred_dir)),
+        "truth": relative_path(str(truth_dir)),
         "trivial": {
             "dice_all_foreground": float(np.mean([pair[0] for pair in trivial])),
             "dice_all_empty": float(np.mean([pair[1] for pair in trivial])),

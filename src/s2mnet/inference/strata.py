@@ -8,7 +8,7 @@ nothing at all can reach a respectable mean. These figures keep the two apart an
 prediction beside them:
 
 * ``foreground_images``: ``n``, mean ``dice`` over the images whose truth holds foreground, ``found``
-  (images where the prediction overlaps the truth: Dice > 0) and ``missed`` (Dice 0);
+  (images whose Dice exceeds :data:`FOUND_DICE`) and ``missed`` (the others);
 * ``empty_images``: ``n``, mean ``dice`` over the images with an empty truth, and ``false_positives``
   (images where the prediction is not empty);
 * ``all_empty_prediction``: the same figures for predicting nothing on every image (overall Dice = the
@@ -18,6 +18,11 @@ prediction beside them:
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+#: A lesion counts as found when the image's Dice exceeds this: the prediction overlaps the lesion by
+#: more than a stray pixel or a neighbouring false alarm would (Dice 0.1 ≈ a tenth of the lesion found).
+#: One definition for ``s2m evaluate`` and the claims lab (docs/evaluation.md).
+FOUND_DICE = 0.1
 
 
 def empty_truth_split(rows: Sequence[dict]) -> dict | None:
@@ -29,7 +34,7 @@ def empty_truth_split(rows: Sequence[dict]) -> dict | None:
     empty = [row for row in rows if row["truth_pixels"] == 0]
     if not empty or not rows:
         return None
-    found = sum(row["dice"] > 0 for row in foreground)
+    found = sum(row["dice"] > FOUND_DICE for row in foreground)
     return {
         "foreground_images": {
             "n": len(foreground),
@@ -58,8 +63,8 @@ def split_lines(split: dict | None) -> list[str]:
     lesion, empty, trivial = split["foreground_images"], split["empty_images"], split["all_empty_prediction"]
     lines = [
         f"images with foreground: {lesion['n']}, Dice {_shown(lesion['dice'])}, found {lesion['found']} "
-        f"of {lesion['n']} (Dice > 0); images with an empty truth: {empty['n']}, false positives on "
-        f"{empty['false_positives']} of them",
+        f"of {lesion['n']} (Dice > {FOUND_DICE:g}); images with an empty truth: {empty['n']}, false "
+        f"positives on {empty['false_positives']} of them",
         f"predicting nothing on every image: Dice {trivial['dice']:.4f} overall, "
         f"{_shown(trivial['foreground_dice'])} on images with foreground, found 0, false positives 0",
     ]

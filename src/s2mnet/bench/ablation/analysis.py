@@ -39,12 +39,10 @@ from s2mnet.bench.stats import (
     tost_paired,
     verdict,
 )
+from s2mnet.inference.strata import FOUND_DICE
 
 MIN_PAIRS = 3
 BOOTSTRAP = 10_000
-#: A lesion counts as found when the image's Dice exceeds this: the prediction overlaps the lesion by
-#: more than a stray pixel or a neighbouring false alarm would (Dice 0.1 ≈ a tenth of the lesion found).
-FOUND_DICE = 0.1
 
 
 def reflag(records: list[dict[str, Any]], study: dict[str, Any]) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from s2mnet.errors import S2MError
+from s2mnet.io_utils import relative_path
 
 RESULTS = "results.jsonl"
 CONFIG = "ablation_config.json"
@@ -40,28 +41,6 @@ def append_result(out: Path, record: dict[str, Any]) -> None:
     if old and not old.endswith("\n"):
         old += "\n"
     atomic_write_text(path, old + json.dumps(record) + "\n")
-
-
-def relative_path(text: str, roots: list[Path] | None = None) -> str:
-    """``text`` relative to the first of ``roots`` (default: the working directory) that holds it, else to
-    the first whose parent holds it (``../shared/data/DRIVE``); any other text is returned unchanged.
-
-    Records hold paths relative to the repository root, from which the commands run (no machine's
-    absolute folders).
-    """
-    import os
-
-    if not os.path.isabs(text):
-        return text
-    path = Path(text)
-    roots = [Path(root).absolute() for root in roots or [Path.cwd()]]
-    for root in roots:
-        if path == root or root in path.parents:
-            return os.path.relpath(path, root)
-    for root in roots:
-        if root.parent in path.parents:
-            return os.path.join("..", os.path.relpath(path, root.parent))
-    return text
 
 
 def relative_command(command: list[str]) -> list[str]:

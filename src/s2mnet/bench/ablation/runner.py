@@ -60,9 +60,9 @@ from s2mnet.bench.ablation.records import (
     append_result,
     read_results,
     relative_command,
-    relative_path,
 )
 from s2mnet.errors import S2MError
+from s2mnet.io_utils import relative_path
 from s2mnet.planning.recipe import default_lr
 
 

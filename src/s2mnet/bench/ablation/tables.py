@@ -83,7 +83,7 @@ def primary_markdown(primary: dict[str, Any], study: dict[str, Any]) -> list[str
 
 def lesion_markdown(primary: dict[str, Any], deltas: list[dict[str, Any]]) -> list[str]:
     """Dice over lesion images, lesions found, false positives on normal images (and the empty prediction)."""
-    from s2mnet.bench.ablation.analysis import FOUND_DICE
+    from s2mnet.inference.strata import FOUND_DICE
 
     empty = primary.get("empty_prediction") or {}
     lines = [
