@@ -294,6 +294,8 @@ def test_study_runs_what_it_declares_and_resumes(study_data: Path, tmp_path: Pat
     assert {s["plan"]["epochs"] for s in trained} == {2} and {s["warmup_epochs"] for s in trained} == {0}
     ablation.run_study(folder, say=lambda _: None)  # the rest; finished runs are skipped
     assert len(trained) == 6 and len(read_results(folder)) == 6
+    report = json.loads((folder / "ablation.json").read_text())
+    assert report["budget"]["budget"] == "4 steps of 32² images" and report["budget"]["max_steps"] == 4
     with pytest.raises(S2MError, match="not declared"):
         ablation.run_study(folder, arms=["attention"], say=lambda _: None)
     with pytest.raises(S2MError, match="not declared"):
