@@ -350,6 +350,30 @@ def test_cv_study_uses_make_folds_and_tests_every_case_once(
 # --- relative paths -------------------------------------------------------------------------------
 
 
+def _append_many(folder: str, worker: int, start) -> None:
+    from s2mnet.bench.ablation.records import append_result
+
+    cases = {f"case {i}": {"dice": 0.5} for i in range(400)}  # a record of real size: the rewrite takes time
+    start.wait()
+    for seed in range(40):
+        append_result(Path(folder), {"variant": f"arm{worker}", "seed": seed, "dice": 0.5, "cases": cases})
+
+
+def test_two_processes_append_without_losing_a_line(tmp_path: Path) -> None:
+    """``--folds 0,1`` and ``--folds 2,3,4`` in two processes: every record of both survives."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(2)
+    workers = [context.Process(target=_append_many, args=(str(tmp_path), w, start)) for w in (0, 1)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert len(read_results(tmp_path)) == 80
+
+
 def test_records_hold_relative_paths(tmp_path: Path, monkeypatch) -> None:
     root = tmp_path / "repo"
     (root / "docs").mkdir(parents=True)

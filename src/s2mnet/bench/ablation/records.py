@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +35,36 @@ def read_results(out: Path) -> list[dict[str, Any]]:
 
 
 def append_result(out: Path, record: dict[str, Any]) -> None:
-    """Append one record to ``results.jsonl`` (the file is rewritten atomically: never half a line)."""
+    """Append one record to ``results.jsonl`` (the file is rewritten atomically: never half a line).
+
+    Two processes of the same study (``--folds 0,1`` in one, ``--folds 2,3,4`` in another) append under an
+    exclusive lock on ``results.jsonl.lock``, so neither rewrite loses the other's line (POSIX; on Windows,
+    where :mod:`fcntl` is missing, run one process with ``--jobs 2`` instead).
+    """
     from s2mnet.io_utils import atomic_write_text
 
     path = out / RESULTS
-    old = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if old and not old.endswith("\n"):
-        old += "\n"
-    atomic_write_text(path, old + json.dumps(record) + "\n")
+    with _locked(out / (RESULTS + ".lock")):
+        old = path.read_text(encoding="utf-8") if path.is_file() else ""
+        if old and not old.endswith("\n"):
+            old += "\n"
+        atomic_write_text(path, old + json.dumps(record) + "\n")
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``lock_path`` (a no-op where :mod:`fcntl` is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with open(lock_path, "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def relative_command(command: list[str]) -> list[str]:
