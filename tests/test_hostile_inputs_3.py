@@ -258,6 +258,32 @@ def test_predict_writes_its_record_before_publishing_the_masks(
     assert main([str(a) for a in argv]) == 0  # the rerun is not refused
 
 
+def test_a_full_disk_names_the_final_mask_not_the_staging_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from s2mnet.data import mask_files
+
+    def disk_full(path: object, *_args: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(mask_files, "write_mask", disk_full)
+    out = tmp_path / "out"
+    argv = ["predict", "--run", run_folder(tmp_path / "run"), "--output", out, _input(tmp_path)]
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err
+    check_one_error_line(err, (str(out / ""), "no space left"))
+    assert mask_files.STAGING_PREFIX not in err and not out.exists()
+
+
+def test_staged_folder_errors_name_the_final_folder(tmp_path: Path) -> None:
+    from s2mnet.engine.outputs import staged_dir
+
+    final = tmp_path / "eval"
+    with pytest.raises(OSError) as caught, staged_dir(final) as stage:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(stage / "metrics.json"))
+    assert caught.value.filename == str(final / "metrics.json") and not final.exists()
+
+
 def test_sigterm_during_predict_exits_143_and_leaves_no_lock_or_staging_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -175,3 +175,20 @@ def relative_path(text: str, roots: list[Path] | None = None) -> str:
         if root.parent in path.parents:
             return os.path.join("..", os.path.relpath(path, root.parent))
     return text
+
+
+def name_final_path(error: BaseException, staging: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Make ``error`` name the output the user asked for instead of the hidden staging folder.
+
+    Writers stage their files in a hidden folder (``.out.tmp-<pid>``) and publish it at the end; an error
+    while writing (a full disk, a permission) would otherwise name a path the user never chose and that
+    no longer exists once the staging folder is removed.
+    """
+    old, new = str(staging), str(final)
+    if isinstance(error, OSError):
+        for attribute in ("filename", "filename2"):
+            value = getattr(error, attribute, None)
+            if isinstance(value, str) and old in value:
+                setattr(error, attribute, value.replace(old, new))
+    if error.args and isinstance(error.args[0], str) and old in error.args[0]:
+        error.args = (error.args[0].replace(old, new), *error.args[1:])

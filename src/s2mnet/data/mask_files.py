@@ -35,7 +35,7 @@ from PIL import Image
 from s2mnet.data.io import check_pixels, image_size
 from s2mnet.data.naming import is_image_file
 from s2mnet.errors import DataError, S2MError
-from s2mnet.io_utils import atomic_write_json, atomic_write_with, read_json
+from s2mnet.io_utils import atomic_write_json, atomic_write_with, name_final_path, read_json
 
 #: Created (``O_EXCL``) in an output folder while an ``s2m predict`` writes into it; holds its process id.
 CLAIM_FILE = ".s2m_predict.lock"
@@ -165,11 +165,16 @@ class MaskOutput:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
+        if error is not None:  # errors name the output folder, not the hidden staging folder
+            name_final_path(error, self.staging, self.root)
         success = False
         try:
             if kind is None:
                 self._commit()
                 success = True
+        except BaseException as commit_error:
+            name_final_path(commit_error, self.staging, self.root)
+            raise
         finally:
             self._release(success)
 

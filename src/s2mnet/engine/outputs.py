@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from s2mnet.errors import S2MError
+from s2mnet.io_utils import name_final_path
 
 
 def check_output_dir(path: str | Path, *, overwrite: bool, marker: str, what: str = "run") -> None:
@@ -92,8 +93,9 @@ def staged_dir(path: str | Path) -> Iterator[Path]:
     staging.mkdir()
     try:
         yield staging
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        name_final_path(error, staging, path)
         raise
     old = path.parent / f".{path.name}.old-{os.getpid()}"
     if path.exists():
