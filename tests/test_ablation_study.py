@@ -181,6 +181,11 @@ def test_primary_analysis_keeps_failed_runs_and_leaves_out_undeclared_seeds() ->
     aa_lesion = next(r for r in primary["variants"] if r["variant"] == "paper_aa")["lesion"]
     assert aa_lesion["false_positive"] == 1.0  # predicted foreground on the normal image in every run
     assert primary["empty_prediction"]["dice"] == 0.25
+    deltas = {d["variant"]: d for d in analysis.lesion_deltas(primary, records, _hand_study())}
+    # paper finds 3 of 3 lesions and no false alarm in every run; the failed no_sstm run finds none
+    assert deltas["no_sstm"]["found_delta"] == pytest.approx(-1 / 3)
+    assert deltas["no_sstm"]["delta"] == pytest.approx(((0.0 - 0.7) + 2 * (2 / 3 - 0.7)) / 3)
+    assert deltas["paper_aa"]["false_positive_delta"] == 1.0 and deltas["paper_aa"]["found_delta"] == 0.0
     flagged = analysis.reflag(records, _hand_study())
     assert [r["failed"] for r in flagged if r["variant"] == "no_sstm"] == [True, False, False, False]
 

@@ -315,7 +315,7 @@ def ablation_markdown(summary: dict[str, Any], study: dict[str, Any] | None = No
             for m in summary["machines"]
         ],
         f"- report written by: `{' '.join(summary['command'])}`",
-        f"- budget: `{json.dumps(summary['budget'])}`",
+        f"- budget: `{json.dumps(summary['budget'], ensure_ascii=False)}`",
         f"- wall time, training + evaluation, summed over runs: {_clock(summary['total_run_wall_s'])}",
         "- unit: the training run. Only converged runs count (converged = the validation Dice plateaued: "
         "the last `patience` validations beat the earlier best by ≤ `min_delta`).",

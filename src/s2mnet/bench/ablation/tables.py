@@ -91,24 +91,31 @@ def lesion_markdown(primary: dict[str, Any], deltas: list[dict[str, Any]]) -> li
         "",
         f"- lesion Dice: mean Dice over the test images with a lesion; found: share of lesions with Dice > "
         f"{FOUND_DICE:g}; false positives: share of normal (empty-mask) test images on which the run "
-        "predicted any foreground (Dice < 1 there). Means over the arm's runs; Δ lesion Dice paired like "
-        "the primary analysis, with its t interval.",
+        "predicted any foreground (Dice < 1 there). Means over the arm's runs; each Δ (points, ×100) is "
+        "paired like the primary analysis, with its t interval: descriptive, where a Dice difference comes "
+        "from, not a verdict.",
         "",
         "| arm | Dice, all images | lesion Dice | lesions found | false positives on normal images | "
-        "Δ lesion Dice [t 95 % CI] |",
-        "|---|---:|---:|---:|---:|---:|",
+        "Δ lesion Dice [t 95 % CI] | Δ found [t 95 % CI] | Δ false positives [t 95 % CI] |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     by_arm = {d["variant"]: d for d in deltas}
     for row in primary["variants"]:
         figures = row.get("lesion") or {}
         d = by_arm.get(row["variant"])
-        delta = f"{_points(d['delta'])} {_ci(d['t_ci'])}" if d else "–"
+        deltas = (
+            [f"{_points(d[f'{p}delta'])} {_ci(d[f'{p}t_ci'])}" for p in ("", "found_", "false_positive_")]
+            if d
+            else ["–"] * 3
+        )
         lines.append(
             f"| `{row['variant']}` | {_num(row['dice_mean'])} | {_num(figures.get('lesion_dice'))} | "
-            f"{_share(figures.get('found'))} | {_share(figures.get('false_positive'))} | {delta} |"
+            f"{_share(figures.get('found'))} | {_share(figures.get('false_positive'))} | "
+            + " | ".join(deltas)
+            + " |"
         )
     if empty:
-        lines.append(f"| all-empty prediction | {_num(empty['dice'])} | 0.0000 | 0 % | 0 % | – |")
+        lines.append(f"| all-empty prediction | {_num(empty['dice'])} | 0.0000 | 0 % | 0 % | – | – | – |")
         lines += ["", f"({empty['normals']} of the {empty['cases']} test images are normal.)"]
     lines.append("")
     return lines
