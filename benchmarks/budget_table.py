@@ -32,7 +32,7 @@ def primary(folder: Path) -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--low", type=Path, default=Path("docs/results/ablation_DRIVE"))
-    parser.add_argument("--high", type=Path, default=Path("docs/results/ablation_DRIVE_4x"))
+    parser.add_argument("--high", type=Path, default=Path("docs/results/ablation_DRIVE_4x_full"))
     args = parser.parse_args(argv)
     low = primary(args.low)
     if low is None:
