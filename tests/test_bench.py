@@ -241,6 +241,77 @@ def test_efficiency_skips_what_cannot_run() -> None:
 # --- ablation -------------------------------------------------------------------------------------
 
 
+def test_an_interrupted_run_continues_to_the_record_of_an_uninterrupted_one(
+    ablation_data: Path, tiny_ablation: tuple, tmp_path: Path, monkeypatch
+) -> None:
+    """A session killed mid-run: the next ``s2m bench ablation`` continues that run from its last epoch
+    (same curve, Dice and per-case scores as the fixture's uninterrupted run), a run killed during its
+    evaluation is only evaluated, and a folder made with another protocol is not continued."""
+    from s2mnet.bench.ablation import runner
+    from s2mnet.engine.continuation import computes_the_same
+    from s2mnet.engine.rundir import read_run_config
+    from s2mnet.engine.trainer import Trainer
+
+    out, _ = tiny_ablation
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    reference = next(r for r in records if (r["variant"], r["seed"]) == ("paper", 1))
+    assert reference["resumed"] is None and reference["epochs_run"] >= 2
+    config = ablation.AblationConfig(
+        data=ablation_data, out=out, arms=["paper", "no_sstm"], seeds=[1, 2], device="cpu", **ABLATION_BUDGET
+    )
+    run_dir = tmp_path / "paper_s1"
+    spec = {**runner._spec(config, out, "paper", 1), "run_dir": str(run_dir)}
+    original, epochs = Trainer.train_epoch, []
+
+    def killed_in_epoch_2(self: Trainer, *args, **kwargs):
+        epochs.append(self.epoch)
+        if len(epochs) == 2:
+            raise KeyboardInterrupt  # the session ends after epoch 1's training state was written
+        return original(self, *args, **kwargs)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the fixture's runs
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(Trainer, "train_epoch", killed_in_epoch_2)
+            with pytest.raises(KeyboardInterrupt):
+                runner.run_job(spec)
+        assert read_run_config(run_dir)["status"] == "running"
+        record = runner.run_job(spec)
+    finally:
+        torch.set_num_threads(threads)
+    assert record["resumed"]["from_epoch"] == 1 and record["resumed"]["earlier_s"] > 0
+    assert record["epochs_run"] == reference["epochs_run"] and record["steps"] == reference["steps"]
+    assert [s for s, _ in record["curve"]] == [s for s, _ in reference["curve"]]
+    assert [d for _, d in record["curve"]] == pytest.approx([d for _, d in reference["curve"]], abs=1e-6)
+    assert record["dice"] == pytest.approx(reference["dice"], abs=1e-6)
+    assert record["cases"].keys() == reference["cases"].keys()
+    for case, scores in record["cases"].items():
+        assert scores["dice"] == pytest.approx(reference["cases"][case]["dice"], abs=1e-6)
+
+    def must_not_train(config):
+        raise AssertionError("a run that had finished training was trained again")
+
+    monkeypatch.setattr("s2mnet.engine.continuation.train", must_not_train)  # killed during its evaluation
+    again = runner.run_job(spec)
+    assert again["resumed"]["from_epoch"] == record["epochs_run"] and again["dice"] == record["dice"]
+
+    from s2mnet.engine.config import TrainConfig
+
+    stored = read_run_config(run_dir)
+    same = dict(
+        data=ablation_data, out=tmp_path / "elsewhere", model="s2mnet", loss="masl", seed=1, device="cpu",
+        plan_overrides=spec["plan"], splits=spec["splits"], model_args=spec["model_args"],
+        loss_args=reference["loss_args"], lr=spec["lr"], patience=1, val_every=1, quiet=True,
+        tensorboard=False,
+    )  # fmt: skip
+    assert computes_the_same(stored, TrainConfig(**same))
+    assert computes_the_same(stored, TrainConfig(**same, time_limit_s=60.0, workers=2, command=["x"]))
+    assert not computes_the_same(stored, TrainConfig(**{**same, "lr": spec["lr"] * 2}))
+    assert not computes_the_same(stored, TrainConfig(**{**same, "data": tmp_path}))
+    assert not computes_the_same({**stored, "train_config": None}, TrainConfig(**same))
+
+
 def test_ablation_runs_report_and_resume(ablation_data: Path, tiny_ablation: tuple, monkeypatch) -> None:
     from s2mnet.bench.ablation import runner
 

@@ -1,7 +1,8 @@
 """``s2m bench ablation --study DIR``: train the declared runs of a study that are missing, then report.
 
-Resumable: a finished run is one line of ``results.jsonl`` and is skipped; a run killed before it finished
-starts again from scratch (its partial run folder is overwritten). See :mod:`s2mnet.bench.ablation.study`.
+Resumable: a finished run is one line of ``results.jsonl`` and is skipped; a run killed mid-training
+continues from its last epoch (:func:`s2mnet.bench.ablation.runner.run_job`). See
+:mod:`s2mnet.bench.ablation.study`.
 """
 
 from __future__ import annotations

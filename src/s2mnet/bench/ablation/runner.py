@@ -18,8 +18,10 @@
 * Pre-declared studies (:mod:`s2mnet.bench.ablation.study`) use the same jobs with a separate
   data-order seed (``data_seed``) and, for cross-validation, one split file per fold.
 * Resumable: every finished run is appended as one JSON line to ``OUT/results.jsonl`` (atomically; a later
-  line of the same (arm, seed) wins); a rerun skips those and trains what is missing (a failed or
-  interrupted run from scratch). The budget is stored in ``OUT/ablation_config.json`` (the data folder as
+  line of the same (arm, seed) wins); a rerun skips those and trains what is missing. A run interrupted
+  mid-training (a killed session) continues from its last epoch's training state, to the weights an
+  uninterrupted run reaches, when its stored configuration is the one asked for; otherwise it starts
+  again. The budget is stored in ``OUT/ablation_config.json`` (the data folder as
   given, relative to where the command runs); a rerun with another data folder or budget is refused.
 """
 
@@ -121,43 +123,51 @@ class AblationConfig:
 
 
 def run_job(spec: dict[str, Any]) -> dict[str, Any]:
-    """Train and evaluate one (arm, seed or fold) in this process; returns its result record."""
+    """Train and evaluate one (arm, seed or fold) in this process; returns its result record.
+
+    A run that an earlier, interrupted ``s2m bench ablation`` left in ``spec["run_dir"]`` is continued
+    rather than trained again when its stored configuration computes exactly what this spec asks
+    (:func:`s2mnet.engine.continuation.computes_the_same`): from its last training state (``s2m train
+    --resume``; the data order and random streams are re-seeded per epoch, so the weights are those of an
+    uninterrupted run), or, when it had finished training, straight to its evaluation. Anything else in
+    the folder (another protocol, a run killed before its first epoch ended) is replaced.
+    """
     from s2mnet.engine.config import TrainConfig
+    from s2mnet.engine.continuation import train_or_continue
     from s2mnet.engine.device import resolve_device
-    from s2mnet.engine.train import train
     from s2mnet.inference.evaluate import evaluate_run
 
     entry = arm(spec["variant"])
     run_dir = Path(spec["run_dir"])
     start = time.perf_counter()
-    summary = train(
-        TrainConfig(
-            data=spec["data"],
-            out=run_dir,
-            model=entry.model,
-            loss=entry.loss,
-            seed=spec["seed"],
-            data_seed=spec.get("data_seed"),
-            device=spec["device"],
-            plan_overrides=dict(spec["plan"]),
-            splits=spec["splits"],
-            model_args=dict(spec["model_args"]),
-            loss_args=dict(entry.loss_args),
-            lr=spec["lr"],
-            warmup_epochs=spec.get("warmup_epochs"),
-            patience=spec["patience"] * spec["val_every"],
-            min_epochs=spec.get("min_epochs"),
-            val_every=spec["val_every"],
-            amp=spec["amp"],
-            workers=spec["workers"],
-            time_limit_s=spec["time_limit_s"],
-            overwrite=True,
-            quiet=True,
-            tensorboard=False,
-            command=spec["command"],
-        )
+    config = TrainConfig(
+        data=spec["data"],
+        out=run_dir,
+        model=entry.model,
+        loss=entry.loss,
+        seed=spec["seed"],
+        data_seed=spec.get("data_seed"),
+        device=spec["device"],
+        plan_overrides=dict(spec["plan"]),
+        splits=spec["splits"],
+        model_args=dict(spec["model_args"]),
+        loss_args=dict(entry.loss_args),
+        lr=spec["lr"],
+        warmup_epochs=spec.get("warmup_epochs"),
+        patience=spec["patience"] * spec["val_every"],
+        min_epochs=spec.get("min_epochs"),
+        val_every=spec["val_every"],
+        amp=spec["amp"],
+        workers=spec["workers"],
+        time_limit_s=spec["time_limit_s"],
+        overwrite=True,
+        quiet=True,
+        tensorboard=False,
+        command=spec["command"],
     )
+    summary, resumed = train_or_continue(config)
     train_s = time.perf_counter() - start
+    earlier_s = float(resumed["earlier_s"]) if resumed else 0.0
     curve = read_curve(run_dir)
     metrics = evaluate_run(
         run_dir, split="test", overlays=0, device=resolve_device(spec["device"]), progress=False
@@ -190,8 +200,9 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
         "loss": entry.loss,
         "model_args": spec["model_args"],
         "loss_args": entry.loss_args,
-        "train_s": round(train_s, 1),
-        "wall_s": round(time.perf_counter() - start, 1),
+        "train_s": round(train_s + earlier_s, 1),
+        "wall_s": round(time.perf_counter() - start + earlier_s, 1),
+        "resumed": resumed,
         "command": spec["command"],
         "machine": _machine(resolve_device(spec["device"])),
         "cases": cases,
