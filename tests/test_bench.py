@@ -482,13 +482,24 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="parent-death signal is Linux-only")
-def test_a_killed_study_takes_its_workers_with_it() -> None:
+@pytest.mark.parametrize("sigterm_ignored", [False, True], ids=["plain", "sigterm-ignored"])
+def test_a_killed_study_takes_its_workers_with_it(sigterm_ignored: bool) -> None:
+    """Also when the study was started where SIGTERM is ignored (``nohup``-style launchers): the
+    workers inherit that, so a SIGTERM parent-death signal left them training on."""
     import signal
     import subprocess
     import sys
     import time
 
-    parent = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True)
+    def ignore_sigterm() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=ignore_sigterm if sigterm_ignored else None,
+    )
     worker = int(parent.stdout.readline())
     assert _alive(worker)
     parent.send_signal(signal.SIGKILL)  # kill -9: the parent gets no chance to clean up

@@ -14,9 +14,13 @@ def die_with_parent() -> None:
     """End this worker when the ``s2m bench ablation`` process that started it ends.
 
     Killing the study (``kill PID``) must not leave its ``--jobs`` workers training on for hours with
-    nobody to record their results. On Linux the kernel sends SIGTERM to the worker when its parent
+    nobody to record their results. On Linux the kernel sends SIGKILL to the worker when its parent
     dies (``prctl(PR_SET_PDEATHSIG)``); a parent that died before the request took effect is caught by
     comparing the parent pid with the one in :data:`PARENT_PID_ENV`. Elsewhere this does nothing.
+    SIGKILL, not SIGTERM: a study started under ``nohup`` or a job launcher that ignores SIGTERM passes
+    that on to its workers, which then outlived a killed study, training on into the next study's runs.
+    The killed run loses nothing it saved: its training state is written atomically after every epoch
+    and the next ``s2m bench ablation`` continues it (:mod:`s2mnet.engine.continuation`).
     """
     if not sys.platform.startswith("linux"):
         return
@@ -24,7 +28,7 @@ def die_with_parent() -> None:
     import signal
 
     pr_set_pdeathsig = 1  # <linux/prctl.h>
-    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
     expected = os.environ.get(PARENT_PID_ENV)
     if expected and os.getppid() != int(expected):
         sys.exit(f"s2m bench ablation worker: the parent process {expected} is gone")
