@@ -293,6 +293,7 @@ def test_study_runs_what_it_declares_and_resumes(study_data: Path, tmp_path: Pat
         ("paper", 1, 1),
         ("paper_aa", 10001, 1),
     ]
+    assert "Interim: 2 of the 6 declared runs are in" in (folder / "ablation.md").read_text()
     # the A/A run has its own initialisation but the data order of its pair seed; both are recorded
     aa = next(r for r in read_results(folder) if r["variant"] == "paper_aa")
     assert (aa["seed"], aa["data_seed"], aa["pair_seed"]) == (10001, 1, 1)
@@ -306,7 +307,7 @@ def test_study_runs_what_it_declares_and_resumes(study_data: Path, tmp_path: Pat
     with pytest.raises(S2MError, match="not declared"):
         ablation.run_study(folder, replicates=[3], say=lambda _: None)
     text = (folder / "ablation.md").read_text()
-    assert "Primary analysis" in text and "Sensitivity analysis" in text
+    assert "Primary analysis" in text and "Sensitivity analysis" in text and "Interim" not in text
 
 
 def test_study_refuses_protocol_flags(study_data: Path, tmp_path: Path, capsys) -> None:

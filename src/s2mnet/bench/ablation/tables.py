@@ -30,9 +30,21 @@ def primary_markdown(primary: dict[str, Any], study: dict[str, Any]) -> list[str
     """The primary-analysis section (every run of every declared seed or fold)."""
     unit = "fold" if study.get("folds") else "seed"
     margin = 100 * primary["margin"]
+    present = sum(row["runs"] for row in primary["variants"])
+    declared = sum(row["declared"] for row in primary["variants"])
+    interim = (
+        [
+            f"**Interim: {present} of the {declared} declared runs are in; the study is not complete, so "
+            "neither are these figures nor the verdicts.**",
+            "",
+        ]
+        if present < declared
+        else []
+    )
     lines = [
         f"## Primary analysis: every run of every declared {unit} ({primary['budget']})",
         "",
+        *interim,
         f"- study: `{study.get('name')}`, declared {study.get('declared')}; reference "
         f"`{primary['reference']}`, A/A control `{study['aa_arm']}`.",
         f"- no run is dropped: a failed run (validation never left the all-background prediction, or a "
