@@ -213,6 +213,9 @@ def test_budget_table_pending_and_complete() -> None:
     assert "pending: study declared, runs not complete" in pending[-1]
     done = budget_table(low, low, ["no_sstm"])
     assert done[-1].startswith("| `no_sstm` | -0.50") and done[-1].endswith("| +0.00 |")
+    assert "interim" not in done[-1]
+    partial = analysis.primary_analysis(records[:2] + records[3:5], _hand_study(arms=["paper", "no_sstm"]))
+    assert "(interim: 2 of 3 runs)" in budget_table(low, partial, ["no_sstm"])[-1]
 
 
 # --- declared studies -----------------------------------------------------------------------------

@@ -160,7 +160,10 @@ def budget_table(
             second, verdict, change = "pending: study declared, runs not complete", "–", "–"
         else:
             second = f"{_points(h['delta'])} {_ci(h['t_ci'])} ({h['n_pairs']})"
+            high_row = rows_high[row["variant"]]
             verdict = h["verdict"]
+            if high_row["runs"] < high_row["declared"]:
+                verdict += f" (interim: {high_row['runs']} of {high_row['declared']} runs)"
             change = _points(None if h["delta"] is None or c["delta"] is None else h["delta"] - c["delta"])
         lines.append(f"| `{row['variant']}` | {first} | {c['verdict']} | {second} | {verdict} | {change} |")
     return lines
