@@ -154,13 +154,13 @@ def budget_table(
         c = row.get("vs_reference")
         if c is None or row["variant"] not in arms:
             continue
-        h = rows_high.get(row["variant"], {}).get("vs_reference")
+        high_row = rows_high.get(row["variant"], {})
+        h = high_row.get("vs_reference")
         first = f"{_points(c['delta'])} {_ci(c['t_ci'])} ({c['n_pairs']})"
         if h is None:
             second, verdict, change = "pending: study declared, runs not complete", "–", "–"
         else:
             second = f"{_points(h['delta'])} {_ci(h['t_ci'])} ({h['n_pairs']})"
-            high_row = rows_high[row["variant"]]
             verdict = h["verdict"]
             if high_row["runs"] < high_row["declared"]:
                 verdict += f" (interim: {high_row['runs']} of {high_row['declared']} runs)"
