@@ -281,6 +281,7 @@ def test_an_interrupted_run_continues_to_the_record_of_an_uninterrupted_one(
     finally:
         torch.set_num_threads(threads)
     assert record["resumed"]["from_epoch"] == 1 and record["resumed"]["earlier_s"] > 0
+    assert record["resumed"]["from_epochs"] == [1]  # every continuation, as run.json lists them
     assert record["epochs_run"] == reference["epochs_run"] and record["steps"] == reference["steps"]
     assert [s for s, _ in record["curve"]] == [s for s, _ in reference["curve"]]
     assert [d for _, d in record["curve"]] == pytest.approx([d for _, d in reference["curve"]], abs=1e-6)
@@ -295,6 +296,7 @@ def test_an_interrupted_run_continues_to_the_record_of_an_uninterrupted_one(
     monkeypatch.setattr("s2mnet.engine.continuation.train", must_not_train)  # killed during its evaluation
     again = runner.run_job(spec)
     assert again["resumed"]["from_epoch"] == record["epochs_run"] and again["dice"] == record["dice"]
+    assert again["resumed"]["from_epochs"] == [1]  # its evaluation continued; its training once, from 1
 
     from s2mnet.engine.config import TrainConfig
 

@@ -48,8 +48,11 @@ def train_or_continue(config: TrainConfig) -> tuple[dict[str, Any], dict[str, An
     afterwards (during a study's evaluation) is not trained again: its stored summary is returned.
 
     Returns:
-        The training summary and ``None`` for a new run, or ``{"from_epoch": N, "earlier_s": S}`` for a
-        continued one (S: the training seconds spent before the interruption, added to the record's times).
+        The training summary and ``None`` for a new run, or ``{"from_epoch": N, "earlier_s": S,
+        "from_epochs": [...]}`` for a continued one (N: the epoch this command continued from; S: the
+        training seconds spent before it, added to the record's times; ``from_epochs``: every epoch the
+        run's training was continued from, in order, as its ``run.json`` records them, so a run cut off
+        in more than one session shows each continuation).
     """
     run_dir = Path(config.out)
     if not (run_dir / RUN_CONFIG).is_file():
@@ -69,7 +72,8 @@ def train_or_continue(config: TrainConfig) -> tuple[dict[str, Any], dict[str, An
             "epochs_run": stored.get("epochs_run"),
             "best_dice": best.get("dice"),
         }
-        return summary, {"from_epoch": stored.get("epochs_run"), "earlier_s": stored.get("wall_s") or 0.0}
+        earlier = {"from_epoch": stored.get("epochs_run"), "earlier_s": stored.get("wall_s") or 0.0}
+        return summary, {**earlier, "from_epochs": _training_continuations(stored)}
     if not (run_dir / TRAIN_STATE).is_file():
         return train(config), None  # killed before its first epoch ended
     try:
@@ -80,4 +84,9 @@ def train_or_continue(config: TrainConfig) -> tuple[dict[str, Any], dict[str, An
     changes = {"device": config.device, "workers": config.workers, "time_limit_s": config.time_limit_s}
     changes.update(quiet=config.quiet, progress=config.progress, tensorboard=config.tensorboard)
     summary = train(resume_config(run_dir, command=config.command, **changes))
-    return summary, earlier
+    return summary, {**earlier, "from_epochs": _training_continuations(read_run_config(run_dir))}
+
+
+def _training_continuations(run_config: dict[str, Any]) -> list[int]:
+    """The epochs a run's training was continued from, oldest first (``run.json``'s ``resumed`` list)."""
+    return [int(entry["from_epoch"]) for entry in run_config.get("resumed", [])]
